@@ -1,0 +1,167 @@
+"""Run one experiment from a config: data → model → compression families →
+train → post-training steps → one result record.
+
+Example:
+    >>> from jaxcomp.experiment import base_config, run_experiment
+    >>> cfg = base_config()
+    >>> cfg.data.name = "digits"; cfg.model.name = "mlp"; cfg.train.epochs = 2
+    >>> record = run_experiment(cfg, progress=False)
+    >>> 0.0 <= record["metrics"]["test_accuracy"] <= 1.0
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from jaxcomp.core.errors import ConfigError, check_choice, check_range
+from jaxcomp.core.transform import Transform, named_chain
+from jaxcomp.data import Dataset, load_dataset, split_validation
+from jaxcomp.experiment import families
+from jaxcomp.experiment.ledger import analytical_ledger
+from jaxcomp.flax.model import Model
+from jaxcomp.models import get_model
+from jaxcomp.train import FitResult, fit
+from jaxcomp.train.step import LossFn
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What the families read and change while an experiment runs."""
+
+    config: ml_collections.ConfigDict
+    dataset: Dataset
+    model: Model
+    transforms: list[tuple[str, Transform]] = dataclasses.field(default_factory=list)
+    loss_fn: LossFn | None = None
+    extra_batch: Any = None
+    fit_result: FitResult | None = None
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ledger: dict[str, Any] = dataclasses.field(default_factory=dict)
+    artifacts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    progress: bool = False
+    out_dir: str | None = None
+
+    @property
+    def transform(self) -> Transform | None:
+        return named_chain(*self.transforms) if self.transforms else None
+
+    def make_optimizer(self, learning_rate: float | None = None) -> optax.GradientTransformation:
+        return make_optimizer(self.config.train, learning_rate)
+
+    def fit(self, **overrides: Any) -> FitResult:
+        """Train with the config's settings; keyword arguments override ``fit``'s."""
+        t = self.config.train
+        kw = dict(epochs=t.epochs, batch_size=t.batch_size, seed=self.config.seed,
+                  transform=self.transform, loss_fn=self.loss_fn, progress=self.progress,
+                  scan=None if t.scan == "auto" else bool(t.scan),
+                  extra_batch=self.extra_batch)
+        kw.update(overrides)
+        tx = kw.pop("tx", None) or self.make_optimizer()
+        return fit(self.model, self.dataset, tx, **kw)
+
+
+def make_optimizer(train_cfg: ml_collections.ConfigDict,
+                   learning_rate: float | None = None) -> optax.GradientTransformation:
+    """The optimizer named by ``train.optimizer`` (adam, adamw, sgd, momentum)."""
+    check_choice("train.optimizer", train_cfg.optimizer, OPTIMIZERS)
+    lr = train_cfg.learning_rate if learning_rate is None else learning_rate
+    check_range("train.learning_rate", lr, 0.0, None, lo_open=True)
+    wd = train_cfg.weight_decay
+    check_range("train.weight_decay", wd, 0.0, None)
+    if train_cfg.optimizer == "adam":
+        tx = optax.adam(lr)
+    elif train_cfg.optimizer == "adamw":
+        return optax.adamw(lr, weight_decay=wd)
+    elif train_cfg.optimizer == "sgd":
+        tx = optax.sgd(lr)
+    else:
+        tx = optax.sgd(lr, momentum=train_cfg.momentum)
+    return optax.chain(optax.add_decayed_weights(wd), tx) if wd else tx
+
+
+def load_data(cfg: ml_collections.ConfigDict) -> Dataset:
+    """The dataset named by ``data.name``, optionally truncated and split."""
+    kwargs = {}
+    if cfg.data.name == "fashion_mnist" and cfg.data.data_dir:
+        kwargs["data_dir"] = cfg.data.data_dir
+    ds = load_dataset(cfg.data.name, **kwargs)
+    if cfg.data.limit_train:
+        ds = dataclasses.replace(ds, x_train=ds.x_train[:cfg.data.limit_train],
+                                 y_train=ds.y_train[:cfg.data.limit_train])
+    if cfg.data.limit_test:
+        ds = dataclasses.replace(ds, x_test=ds.x_test[:cfg.data.limit_test],
+                                 y_test=ds.y_test[:cfg.data.limit_test])
+    return split_validation(ds, cfg.data.val_fraction, seed=cfg.seed)
+
+
+def build_model(cfg: ml_collections.ConfigDict, ds: Dataset) -> Model:
+    """The model named by ``model.name`` with any extra keys of ``cfg.model`` as arguments."""
+    extra = {k: v for k, v in cfg.model.items() if k != "name"}
+    try:
+        return get_model(cfg.model.name, input_shape=ds.input_shape,
+                         num_classes=ds.num_classes, **extra)
+    except TypeError as e:
+        raise ConfigError(f"model: {e}") from None
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Check the config's values before anything runs."""
+    check_range("train.epochs", cfg.train.epochs, 0, None)
+    check_range("train.batch_size", cfg.train.batch_size, 1, None)
+    make_optimizer(cfg.train)
+    from jaxcomp.data import DATASETS
+    from jaxcomp.models import MODELS
+
+    check_choice("data.name", cfg.data.name, DATASETS)
+    check_choice("model.name", cfg.model.name, MODELS)
+    check_choice("train.scan", cfg.train.scan, ("auto", True, False))
+
+
+def run_experiment(cfg: ml_collections.ConfigDict, *, progress: bool = False,
+                   out_dir: str | None = None, dataset: Dataset | None = None) -> dict[str, Any]:
+    """Run the experiment described by ``cfg`` and return its result record."""
+    validate(cfg)
+    t0 = time.perf_counter()
+    ds = dataset if dataset is not None else load_data(cfg)
+    ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=progress, out_dir=out_dir)
+    active = {n: f for n, f in families.available().items()
+              if n in cfg and cfg[n].get("method", "none") != "none"}
+    for name, fam in active.items():
+        fam.setup(cfg[name], ctx)
+    ctx.fit_result = ctx.fit(checkpoint_dir=f"{out_dir}/checkpoints"
+                             if out_dir and cfg.train.checkpoint else None)
+    res = ctx.fit_result
+    ctx.metrics.update({k: v for k, v in res.final.items() if k != "epoch"})
+    ctx.metrics["diverged"] = res.diverged
+    if res.diverged:
+        ctx.metrics["diverged_step"] = res.diverged_step
+    else:
+        state = res.state
+        eff = ctx.transform.apply(state.params, state.comp_state) if ctx.transform \
+            else state.params
+        ctx.ledger.update(analytical_ledger(ctx.model, eff, state.model_state, ds.input_shape))
+        for name, fam in active.items():
+            fam.after_train(cfg[name], ctx)
+    ctx.metrics["train_seconds"] = res.train_seconds
+    ctx.metrics["total_seconds"] = time.perf_counter() - t0
+    return {"config": cfg.to_dict(), "metrics": _plain(ctx.metrics),
+            "ledger": _plain(ctx.ledger), "seed": cfg.seed}
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, jax.Array | np.ndarray | np.generic):
+            v = np.asarray(v).tolist()
+        out[k] = v
+    return out
