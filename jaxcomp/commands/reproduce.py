@@ -1,0 +1,46 @@
+"""``jaxcomp reproduce T1 … T8 | all [--quick] [--out DIR]``: run paper-table
+reproductions and write their results files.
+
+Example:
+    >>> import argparse
+    >>> p = argparse.ArgumentParser(); add_arguments(p)
+    >>> p.parse_args(["T1", "--quick"]).quick
+    True
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from jaxcomp.experiment.paper_table import load_table, tables, write_results
+
+HELP = "reproduce a paper table (T1..T8, or all) and write docs/results/T<n>.md/.json"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", help="T1 … T8, or 'all'")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-test size (minutes); results go to <out>/T<n>_quick.*")
+    p.add_argument("--out", default=None, help="results directory (default docs/results)")
+
+
+def run(args: argparse.Namespace) -> int:
+    names = sorted(tables(), key=lambda t: int(t[1:])) if args.table.lower() == "all" \
+        else [args.table.upper()]
+    failed = []
+    for name in names:
+        module = load_table(name)
+        t0 = time.perf_counter()
+        result = module.run(quick=args.quick)
+        cmd = f"jaxcomp reproduce {name}" + (" --quick" if args.quick else "")
+        md, _ = write_results(result, args.out, cmd)
+        status = "PASS" if result.passed else "FAIL"
+        print(f"{name} {status} ({time.perf_counter() - t0:.0f} s) — {md}")
+        for c in result.claims:
+            d = c.to_dict()
+            print(f"  {d['status']:6s} {c.id}: {c.text}: {c.value:.4g} {c.op} {c.threshold:g}")
+        if not result.passed:
+            failed.append(name)
+    # Quick runs are smoke tests: they must run end to end, not pass the claims.
+    return 0 if args.quick or not failed else 1

@@ -1,0 +1,185 @@
+"""Paper-table reproductions: claims, results files and the registry behind
+``jaxcomp reproduce``.
+
+A table lives in ``experiments/t<n>_<name>.py`` and defines
+``TABLE = "T<n>"``, ``TITLE`` and ``run(quick: bool) -> TableResult``. Its
+config is ``configs/t<n>_<name>.py``. :func:`write_results` writes
+``docs/results/T<n>.md`` and ``.json`` with the paper's numbers beside ours,
+each claim with its threshold and PASS/FAIL, the command, the date, the git
+commit and the machine.
+
+Example:
+    >>> c = Claim("a", "ticket >= dense - 0.5 pt", value=-0.2, threshold=-0.5, op=">=")
+    >>> c.passed
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import subprocess
+from typing import Any
+
+import numpy as np
+
+from jaxcomp.core.errors import ConfigError, suggest
+
+OPS = {">=": np.greater_equal, "<=": np.less_equal, ">": np.greater, "<": np.less}
+
+
+@dataclasses.dataclass
+class Claim:
+    """A relative claim: ``value op threshold`` (e.g. ``acc_drop <= 1.0``)."""
+
+    id: str
+    text: str
+    value: float
+    threshold: float
+    op: str = ">="
+    gating: bool = True
+
+    @property
+    def passed(self) -> bool:
+        if self.op not in OPS:
+            raise ConfigError(f"claim {self.id}: op {self.op!r} not in {list(OPS)}")
+        return bool(np.isfinite(self.value) and OPS[self.op](self.value, self.threshold))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["passed"] = self.passed
+        d["status"] = ("PASS" if self.passed else "FAIL") if self.gating else "REPORT"
+        return d
+
+
+@dataclasses.dataclass
+class TableResult:
+    """What a table's ``run`` returns."""
+
+    table: str
+    title: str
+    paper: dict[str, Any]
+    ours: dict[str, Any]
+    claims: list[Claim]
+    deviations: list[str] = dataclasses.field(default_factory=list)
+    analysis: str = ""
+    quick: bool = False
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.claims if c.gating)
+
+
+def repo_root() -> pathlib.Path:
+    """The checkout holding ``experiments/`` (the package's parent directory)."""
+    return pathlib.Path(__file__).resolve().parents[2]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=repo_root(), capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except Exception:
+        return "unknown"
+
+
+def machine() -> str:
+    import jax
+
+    return (f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}, "
+            f"jax {jax.__version__} on {jax.devices()[0].platform}")
+
+
+def tables() -> dict[str, pathlib.Path]:
+    """``{"T1": path, ...}`` for the table scripts in ``experiments/``."""
+    out = {}
+    for p in sorted((repo_root() / "experiments").glob("t[0-9]*_*.py")):
+        out["T" + p.stem.split("_")[0][1:]] = p
+    return out
+
+
+def load_table(table: str):
+    """Import the table module for ``T<n>``."""
+    found = tables()
+    key = table.upper()
+    if key not in found:
+        raise ConfigError(f"unknown table {table!r}; available: {sorted(found)}"
+                          f"{suggest(key, found)}")
+    spec = importlib.util.spec_from_file_location(f"jaxcomp_table_{key}", found[key])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict) and "mean" in v:
+        return f"{v['mean']:.4g} ± {v.get('std', 0.0):.2g}"
+    return str(v)
+
+
+def write_results(result: TableResult, out_dir: str | os.PathLike | None = None,
+                  command: str = "") -> tuple[pathlib.Path, pathlib.Path]:
+    """Write ``T<n>.md`` and ``T<n>.json`` (``docs/results`` by default)."""
+    out = pathlib.Path(out_dir) if out_dir else repo_root() / "docs" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"command": command or f"jaxcomp reproduce {result.table}"
+            + (" --quick" if result.quick else ""),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": git_commit(), "machine": machine(), "quick": result.quick}
+    data = {"table": result.table, "title": result.title, **meta, "paper": result.paper,
+            "ours": result.ours, "claims": [c.to_dict() for c in result.claims],
+            "deviations": result.deviations, "analysis": result.analysis,
+            "rows": result.rows, "passed": result.passed}
+    stem = result.table + ("_quick" if result.quick else "")
+    jpath, mpath = out / f"{stem}.json", out / f"{stem}.md"
+    tmp = jpath.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    tmp.replace(jpath)
+    lines = [f"# {result.table} — {result.title}", "",
+             f"Command: `{meta['command']}`  ", f"Date: {meta['date']}  ",
+             f"Commit: `{meta['commit']}`  ", f"Machine: {meta['machine']}", ""]
+    if result.quick:
+        lines += ["**Quick mode** (smoke test: fewer epochs/data; claims are not meaningful).",
+                  ""]
+    lines += ["## Claims", "", "| claim | ours | threshold | status |", "|---|---|---|---|"]
+    for c in result.claims:
+        d = c.to_dict()
+        lines.append(f"| {c.id}: {c.text} | {c.value:.4g} | {c.op} {c.threshold:g} | "
+                     f"{d['status']} |")
+    lines += ["", "## Paper vs ours", "", "| quantity | paper | ours |", "|---|---|---|"]
+    for k in sorted(set(result.paper) | set(result.ours)):
+        lines.append(f"| {k} | {_fmt(result.paper.get(k, '—'))} | "
+                     f"{_fmt(result.ours.get(k, '—'))} |")
+    if result.rows:
+        keys = list(result.rows[0])
+        lines += ["", "## Runs", "", "| " + " | ".join(keys) + " |",
+                  "|" + "---|" * len(keys)]
+        for r in result.rows:
+            lines.append("| " + " | ".join(_fmt(r.get(k, "")) for k in keys) + " |")
+    if result.deviations:
+        lines += ["", "## Deviations from the paper's recipe", ""]
+        lines += [f"- {d}" for d in result.deviations]
+    if result.analysis:
+        lines += ["", "## Analysis", "", result.analysis]
+    tmp = mpath.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(mpath)
+    return mpath, jpath
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """``{"mean", "std", "n"}`` of a list of numbers (sample std, 0 for one value)."""
+    a = np.asarray(values, np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+            "n": len(a)}
