@@ -44,6 +44,7 @@ class RunContext:
     transforms: list[tuple[str, Transform]] = dataclasses.field(default_factory=list)
     loss_fn: LossFn | None = None
     extra_batch: Any = None
+    loss_state: Any = None
     fit_result: FitResult | None = None
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     ledger: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -64,7 +65,7 @@ class RunContext:
         kw = dict(epochs=t.epochs, batch_size=t.batch_size, seed=self.config.seed,
                   transform=self.transform, loss_fn=self.loss_fn, progress=self.progress,
                   scan=None if t.scan == "auto" else bool(t.scan),
-                  extra_batch=self.extra_batch)
+                  extra_batch=self.extra_batch, loss_state=self.loss_state)
         kw.update(overrides)
         tx = kw.pop("tx", None) or self.make_optimizer()
         return fit(self.model, self.dataset, tx, **kw)

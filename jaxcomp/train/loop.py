@@ -77,7 +77,8 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
         scan: bool | None = None, checkpoint_dir: str | None = None,
         eval_every: int = 1, progress: bool = True,
         on_epoch: Callable[[int, TrainState, dict], None] | None = None,
-        extra_batch: Callable[[np.ndarray], dict[str, Any]] | None = None) -> FitResult:
+        extra_batch: Callable[[np.ndarray], dict[str, Any]] | None = None,
+        loss_state: Any = None) -> FitResult:
     """Train ``model`` on ``ds`` for ``epochs`` epochs.
 
     Args:
@@ -96,6 +97,8 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
       on_epoch: callback ``(epoch, state, metrics)``.
       extra_batch: ``indices -> dict`` of extra per-example arrays for the batch
         (e.g. cached teacher logits); disables ``scan``.
+      loss_state: a pytree of arrays the loss reads as ``batch["loss_state"]``
+        (temperatures, loss weights): a sweep over them reuses one compiled step.
 
     Returns:
       A :class:`FitResult`; ``diverged`` is set (and training stopped) when the
@@ -132,7 +135,7 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
             if scan:
                 perm = epoch_permutation(len(ds.x_train), seed, epoch)[: steps_per_epoch *
                                                                        batch_size]
-                state, m = epoch_fn(state, x_dev, y_dev, jnp.asarray(perm))
+                state, m = epoch_fn(state, x_dev, y_dev, jnp.asarray(perm), loss_state)
                 loss = float(m["loss"])
                 train_acc = float(m["accuracy"])
             else:
@@ -143,6 +146,8 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
                     batch = {"x": ds.x_train[idx], "y": ds.y_train[idx]}
                     if extra_batch is not None:
                         batch.update(extra_batch(idx))
+                    if loss_state is not None:
+                        batch["loss_state"] = loss_state
                     state, m = step_fn(state, batch)
                     losses.append(m["loss"])
                     accs.append(m["accuracy"])

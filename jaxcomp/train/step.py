@@ -118,15 +118,20 @@ def evaluate(model: Model, params: Any, model_state: Any, x: Any, y: Any, *,
 def make_epoch_scan(step: Callable, batch_size: int):
     """A jitted whole epoch as one ``lax.scan`` over device-resident data.
 
-    ``epoch(state, x, y, perm) -> (state, mean_metrics)``; ``perm`` is the epoch's
-    shuffled order (its length a multiple of ``batch_size``).
+    ``epoch(state, x, y, perm, loss_state=None) -> (state, mean_metrics)``; ``perm``
+    is the epoch's shuffled order (its length a multiple of ``batch_size``);
+    ``loss_state`` (numbers the loss reads, e.g. a distillation temperature) is
+    passed to the loss as ``batch["loss_state"]``.
     """
 
-    def epoch(state, x, y, perm):
+    def epoch(state, x, y, perm, loss_state=None):
         idx = perm.reshape((-1, batch_size))
 
         def body(s, ix):
-            return step(s, {"x": x[ix], "y": y[ix]})
+            batch = {"x": x[ix], "y": y[ix]}
+            if loss_state is not None:
+                batch["loss_state"] = loss_state
+            return step(s, batch)
 
         state, metrics = jax.lax.scan(body, state, idx)
         return state, jax.tree.map(jnp.mean, metrics)
