@@ -1,0 +1,184 @@
+"""Many training runs as one compiled program: ``jax.vmap`` over a leading
+*settings* axis of stacked :class:`~jaxcomp.train.TrainState` s.
+
+Settings that differ only in numbers held as arrays (the seed through the
+params, key and data order; sparsity targets, temperatures and loss weights
+through the compression state and ``loss_state``) share one program: a whole
+epoch is one ``lax.scan`` of the ordinary train step, vmapped over settings.
+Each setting reads the shared device-resident data through its own
+permutation, so its data order is exactly the one ``fit`` would use.
+
+The stacked axis is the leading axis of every leaf, so a caller may shard it
+over a device mesh (pass ``place`` to :func:`train_stacked`).
+
+Example:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> from jaxcomp.data import synthetic
+    >>> from jaxcomp.models import get_model
+    >>> from jaxcomp.train import init_state
+    >>> ds = synthetic(num_train=64, num_test=32)
+    >>> model = get_model("mlp", input_shape=ds.input_shape, num_classes=4, features=(8,))
+    >>> tx = optax.sgd(0.1)
+    >>> states = [init_state(model, ds, tx, seed=s) for s in (0, 1, 2)]
+    >>> prog = VectorizedProgram(model, tx, batch_size=16)
+    >>> out = train_stacked(prog, stack(states), ds, seeds=[0, 1, 2], epochs=2)
+    >>> out.losses.shape, prog.compiles
+    ((2, 3), 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxcomp.core.transform import Transform
+from jaxcomp.data.dataset import Dataset, epoch_permutation
+from jaxcomp.flax.model import Model
+from jaxcomp.train.step import LossFn, eval_step_fn, train_step_fn
+
+
+def stack(trees: Sequence[Any]) -> Any:
+    """Stack same-structure pytrees along a new leading axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree: Any, n: int) -> list[Any]:
+    """The ``n`` pytrees of a stacked pytree."""
+    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(n)]
+
+
+def epoch_permutations(n: int, seeds: Sequence[int], epoch: int, length: int) -> np.ndarray:
+    """The per-setting data orders of one epoch, ``(len(seeds), length)`` int32,
+    each exactly ``fit``'s order for that seed."""
+    return np.stack([epoch_permutation(n, int(s), epoch)[:length] for s in seeds]).astype(
+        np.int32)
+
+
+class VectorizedProgram:
+    """The vmapped epoch and eval programs for one model/optimizer/transform/loss.
+
+    ``compiles`` counts traces of the epoch program (each trace is one XLA
+    compile); ``eval_compiles`` those of the eval program.
+    """
+
+    def __init__(self, model: Model, tx: optax.GradientTransformation, *, batch_size: int,
+                 transform: Transform | None = None, loss_fn: LossFn | None = None):
+        self.model, self.transform, self.batch_size = model, transform, batch_size
+        self.compiles = 0
+        self.eval_compiles = 0
+        step = train_step_fn(model, tx, transform, loss_fn)
+
+        def one_epoch(state, x, y, perm, loss_state):
+            idx = perm.reshape((-1, batch_size))
+
+            def body(s, ix):
+                batch = {"x": x[ix], "y": y[ix]}
+                if loss_state is not None:
+                    batch["loss_state"] = loss_state
+                return step(s, batch)
+
+            state, metrics = jax.lax.scan(body, state, idx)
+            return state, jax.tree.map(jnp.mean, metrics)
+
+        def epoch(state, x, y, perms, loss_states):
+            self.compiles += 1  # runs only while tracing
+            ls_axis = None if loss_states is None else 0
+            return jax.vmap(one_epoch, in_axes=(0, None, None, 0, ls_axis))(
+                state, x, y, perms, loss_states)
+
+        self.epoch = jax.jit(epoch, donate_argnums=(0,))
+        ev = eval_step_fn(model, transform)
+
+        def evaluate(params, comp_state, model_state, x, y, w):
+            self.eval_compiles += 1
+            return jax.vmap(ev, in_axes=(0, 0, 0, None, None, None))(
+                params, comp_state, model_state, x, y, w)
+
+        self.eval = jax.jit(evaluate)
+
+
+@dataclasses.dataclass
+class StackedResult:
+    """What :func:`train_stacked` returns: the stacked final state, per-epoch
+    ``losses`` / ``accuracies`` of shape ``(epochs, settings)``, per-setting
+    ``diverged_step`` (``-1`` if finite) and final test metrics ``(settings,)``."""
+
+    state: Any
+    losses: np.ndarray
+    accuracies: np.ndarray
+    diverged_step: np.ndarray
+    test_accuracy: np.ndarray | None
+    test_nll: np.ndarray | None
+
+
+def evaluate_stacked(prog: VectorizedProgram, state: Any, x: np.ndarray, y: np.ndarray,
+                     batch_size: int = 1000) -> dict[str, np.ndarray]:
+    """Per-setting test accuracy and mean NLL (``(settings,)`` arrays); one compile."""
+    n = len(x)
+    bs = min(batch_size, n)
+    tot = None
+    for i in range(0, n, bs):
+        xb, yb = np.asarray(x[i:i + bs]), np.asarray(y[i:i + bs])
+        w = np.ones(len(xb), np.float32)
+        if len(xb) < bs:
+            pad = bs - len(xb)
+            xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+            yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
+            w = np.concatenate([w, np.zeros(pad, np.float32)])
+        out = prog.eval(state.params, state.comp_state, state.model_state, xb, yb, w)
+        out = {k: np.asarray(v, np.float64) for k, v in out.items()}
+        tot = out if tot is None else {k: tot[k] + out[k] for k in tot}
+    return {"accuracy": tot["correct"] / tot["count"], "nll": tot["nll"] / tot["count"]}
+
+
+def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Sequence[int],
+                  epochs: int, loss_states: Any = None,
+                  place: Callable[[Any], Any] | None = None,
+                  on_epoch: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+                  evaluate: bool = True) -> StackedResult:
+    """Train stacked states for ``epochs`` epochs with per-setting data orders.
+
+    Args:
+      prog: the :class:`VectorizedProgram`.
+      state: stacked ``TrainState`` (leading axis = settings).
+      ds: the shared dataset.
+      seeds: each setting's seed (its data order is ``fit``'s for that seed).
+      epochs: epochs to train.
+      loss_states: stacked ``loss_state`` pytree, or ``None``.
+      place: called on the stacked state (and loss states) before training, e.g.
+        to shard the settings axis over a mesh.
+      on_epoch: ``(epoch, losses, accuracies)`` after each epoch.
+      evaluate: evaluate on the test split at the end.
+    """
+    n_set = len(seeds)
+    steps = len(ds.x_train) // prog.batch_size
+    if place is not None:
+        state = place(state)
+        loss_states = place(loss_states) if loss_states is not None else None
+    x_dev, y_dev = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    losses, accs = [], []
+    diverged = np.full(n_set, -1, np.int64)
+    for epoch in range(epochs):
+        perms = epoch_permutations(len(ds.x_train), seeds, epoch, steps * prog.batch_size)
+        state, m = prog.epoch(state, x_dev, y_dev, jnp.asarray(perms), loss_states)
+        loss = np.asarray(m["loss"], np.float64)
+        acc = np.asarray(m.get("accuracy", np.full(n_set, np.nan)), np.float64)
+        losses.append(loss)
+        accs.append(acc)
+        newly = (~np.isfinite(loss)) & (diverged < 0)
+        diverged[newly] = (epoch + 1) * steps
+        if on_epoch is not None:
+            on_epoch(epoch + 1, loss, acc)
+    ta = tn = None
+    if evaluate and epochs > 0:
+        ev = evaluate_stacked(prog, state, ds.x_test, ds.y_test)
+        ta, tn = ev["accuracy"], ev["nll"]
+    shape = (len(losses), n_set)
+    return StackedResult(state, np.reshape(losses, shape), np.reshape(accs, shape), diverged,
+                         ta, tn)
