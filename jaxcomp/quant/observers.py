@@ -9,9 +9,9 @@ Example:
     >>> import jax.numpy as jnp
     >>> from jaxcomp.quant.observers import observe
     >>> x = jnp.concatenate([jnp.linspace(-1, 1, 999), jnp.array([50.0])])
-    >>> lo, hi = observe(x, "minmax"); float(hi)
+    >>> lo, hi = observe(x, "minmax"); hi.item()
     50.0
-    >>> lo, hi = observe(x, "mse", bits=4); float(hi) < 50.0
+    >>> lo, hi = observe(x, "mse", bits=4); hi.item() < 50.0
     True
 """
 

@@ -21,7 +21,7 @@ Example:
     >>> state["bits"]
     {'Dense_0/kernel': Array(2., dtype=float32)}
     >>> sorted(set(t.apply(params, state)["Dense_0"]["kernel"][:, 0].tolist()))
-    [-1.0, 0.0]
+    [-1.0, 0.0, 1.0]
 """
 
 from __future__ import annotations
