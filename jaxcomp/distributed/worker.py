@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--settings", type=int, default=8, help="sweep size S")
     p.add_argument("--num-train", type=int, default=512)
+    p.add_argument("--dp-mesh", default=None,
+                   help="mesh for the data-parallel run (default: --mesh)")
     p.add_argument("--out", default=None, help="results JSON (written by process 0 only)")
     p.add_argument("--die-after-epoch", type=int, default=0,
                    help="testing: the process --die-process exits abruptly after this epoch")
@@ -64,6 +66,8 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
 
     from jaxcomp.data import synthetic
     from jaxcomp.distributed.data_parallel import fit_data_parallel
+    from jaxcomp.distributed.mesh import make_mesh, parse_mesh
+    from jaxcomp.distributed.sharding import batch_sharding, process_rows
     from jaxcomp.distributed.vectorized import fit_stacked, init_stacked
     from jaxcomp.models import get_model
 
@@ -79,9 +83,12 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"mesh": dict(mesh.shape), "processes": jax.process_count(),
                            "devices": jax.device_count()}
     if args.task in ("dp", "both"):
-        r = fit_data_parallel(model, ds, optax.adam(1e-2), mesh=mesh, epochs=args.epochs,
+        dp_mesh = make_mesh(parse_mesh(args.dp_mesh)) if args.dp_mesh else mesh
+        r = fit_data_parallel(model, ds, optax.adam(1e-2), mesh=dp_mesh, epochs=args.epochs,
                               batch_size=args.batch_size, seed=3, on_epoch=maybe_die)
-        out["dp"] = {"history": r.history, "params": _flat(r.state.params)}
+        rows = process_rows(batch_sharding(dp_mesh), (args.batch_size,))
+        out["dp"] = {"history": r.history, "params": _flat(r.state.params),
+                     "mesh": dict(dp_mesh.shape), "process0_rows": [rows.start, rows.stop]}
     if args.task in ("sweep", "both"):
         tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
         lrs = np.linspace(0.02, 0.3, args.settings).astype(np.float32)
