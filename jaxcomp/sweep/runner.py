@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -52,7 +53,8 @@ from jaxcomp.experiment.run import (
 from jaxcomp.sweep.grid import Spec, config_hash, expand
 from jaxcomp.sweep.store import ResultStore
 from jaxcomp.sweep.vectorized import VectorizedProgram, stack, train_stacked, unstack
-from jaxcomp.train.loop import FitResult, init_state
+from jaxcomp.train.loop import FitResult
+from jaxcomp.train.state import create_state
 
 SCAN_MODELS = ("mlp", "lenet300", "nnx_mlp")
 
@@ -228,6 +230,7 @@ class SweepRunner:
     def _contexts(self, runs: list[Run]) -> tuple[list[RunContext], list[Any], str]:
         """Set up every run of a group; ``reason`` is empty when they can be vmapped."""
         ctxs, states = [], []
+        init_fn = None
         for run in runs:
             cfg = run.config
             ds = self._dataset(cfg)
@@ -238,7 +241,11 @@ class SweepRunner:
             if ctx.extra_batch is not None:
                 return ctxs, states, "a family feeds per-batch data (extra_batch)"
             tx = ctx.make_optimizer()
-            state = init_state(ctx.model, ds, tx, seed=cfg.seed, transform=ctx.transform)
+            if init_fn is None:  # one compile for the group instead of eager op-by-op init
+                init_fn = jax.jit(ctx.model.init)
+            init_key, run_key = jax.random.split(jax.random.key(cfg.seed))
+            params, ms = init_fn(init_key, jnp.asarray(ds.x_train[:1]))
+            state = create_state(params, ms, tx, key=run_key, transform=ctx.transform)
             if jax.tree.leaves(state.model_state):
                 return ctxs, states, "the model has a model state (e.g. BatchNorm)"
             ctxs.append(ctx)

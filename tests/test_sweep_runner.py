@@ -1,0 +1,179 @@
+"""The runner: vectorized == one-by-one (within float tolerance), one compile per group,
+resume without duplicates, divergence recorded, fallback when a number is baked in."""
+
+import types
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxcomp.core.errors import ConfigError
+from jaxcomp.core.transform import Transform, stateless
+from jaxcomp.experiment import base_config, families
+from jaxcomp.sweep.grid import product, zip_
+from jaxcomp.sweep.runner import SweepRunner, vector_keys
+from jaxcomp.sweep.store import ResultStore
+from jaxcomp.sweep.vectorized import stack, unstack
+from jaxcomp.train.losses import correct, cross_entropy
+
+
+def _scale_in_state(factor):
+    def init(params):
+        return {"factor": jnp.asarray(factor, jnp.float32)}
+
+    def apply(params, state):
+        return jax.tree.map(lambda x: x * state["factor"], params)
+
+    return Transform(init, apply, lambda p, s, *, step, grads=None, key=None: s)
+
+
+def _setup(cfg, ctx):
+    if cfg.method == "state":  # the swept number lives in the transform state and loss state
+        ctx.transforms.append(("toy", _scale_in_state(cfg.factor)))
+        ctx.loss_state = {"w": jnp.asarray(cfg.factor, jnp.float32)}
+
+        def loss(logits, batch):
+            w = batch["loss_state"]["w"]
+            return w * cross_entropy(logits, batch["y"]), {
+                "accuracy": jnp.mean(correct(logits, batch["y"]))}
+
+        ctx.loss_fn = loss
+    elif cfg.method == "baked":  # the number is a Python constant: cannot be vmapped
+        f = float(cfg.factor)
+        ctx.transforms.append(("toy", stateless(lambda p: jax.tree.map(lambda x: x * f, p))))
+
+
+def _after_train(cfg, ctx):
+    ctx.metrics["toy_factor_seen"] = float(ctx.fit_result.state.comp_state["toy"]["factor"]) \
+        if cfg.method == "state" else float(cfg.factor)
+
+
+TOY = types.SimpleNamespace(
+    VECTOR_KEYS=("factor",),
+    default_config=lambda: ml_collections.ConfigDict({"method": "none", "factor": 1.0}),
+    setup=_setup, after_train=_after_train)
+
+
+@pytest.fixture
+def toy_family(monkeypatch):
+    monkeypatch.setattr(families, "available", lambda: {"toy": TOY})
+
+
+def tiny_config(epochs=3, lr=1e-2, optimizer="adam"):
+    c = base_config()
+    c.data.name = "synthetic"
+    c.model.name = "mlp"
+    with c.unlocked():
+        c.model.features = (16,)
+    c.train.epochs = epochs
+    c.train.batch_size = 64
+    c.train.learning_rate = lr
+    c.train.optimizer = optimizer
+    return c
+
+
+def _by_setting(out_dir):
+    return {tuple(sorted(r["setting"].items())): r for r in ResultStore(out_dir).records()}
+
+
+def test_vector_keys_include_family_keys(toy_family):
+    assert vector_keys() == {"seed", "toy.factor"}
+
+
+def test_vectorized_equals_one_by_one(toy_family, tmp_path):
+    cfg = tiny_config()
+    cfg.toy.method = "state"
+    # three settings in chunks of two: the second chunk is padded, still one compile
+    spec = zip_({"toy.factor": [0.5, 1.5, 1.5]}, {"seed": [0, 0, 1]})
+    vec = SweepRunner(cfg, spec, str(tmp_path / "v"), progress=False, chunk_size=2)
+    sv = vec.run()
+    seq = SweepRunner(cfg, spec, str(tmp_path / "s"), progress=False, vectorize=False)
+    ss = seq.run()
+    assert (sv["vectorized"], sv["sequential"]) == (3, 0)
+    assert (ss["vectorized"], ss["sequential"]) == (0, 3)
+    assert vec.compiles == 1
+    a, b = _by_setting(tmp_path / "v"), _by_setting(tmp_path / "s")
+    assert a.keys() == b.keys() and len(a) == 3
+    for k in a:
+        ma, mb = a[k]["metrics"], b[k]["metrics"]
+        for m in ("test_accuracy", "test_nll", "train_loss", "train_accuracy"):
+            np.testing.assert_allclose(ma[m], mb[m], rtol=2e-4, atol=2e-5, err_msg=f"{k} {m}")
+        assert ma["toy_factor_seen"] == mb["toy_factor_seen"] == dict(k)["toy.factor"]
+        assert a[k]["ledger"]["nonzeros"] == b[k]["ledger"]["nonzeros"]
+        assert a[k]["ledger"]["flops"] == b[k]["ledger"]["flops"]
+        assert a[k]["key"] == b[k]["key"]
+        assert a[k]["path"] == "vectorized" and b[k]["path"] == "sequential"
+    # different seeds / factors really gave different runs
+    assert len({r["metrics"]["test_nll"] for r in a.values()}) == 3
+
+
+def test_baked_number_falls_back_to_one_by_one(toy_family, tmp_path):
+    cfg = tiny_config(epochs=1)
+    cfg.toy.method = "baked"
+    r = SweepRunner(cfg, product({"toy.factor": [0.5, 2.0]}), str(tmp_path), progress=False)
+    s = r.run()
+    assert (s["vectorized"], s["sequential"]) == (0, 2)
+    recs = ResultStore(tmp_path).records()
+    assert all("not held in the compression or loss state" in x["path_reason"] for x in recs)
+    assert recs[0]["metrics"]["test_nll"] != recs[1]["metrics"]["test_nll"]
+
+
+def test_resume_skips_finished_runs_without_duplicates(tmp_path):
+    cfg = tiny_config(epochs=1)
+    spec = product({"seed": [0, 1, 2]})
+    first = SweepRunner(cfg, spec, str(tmp_path), progress=False).run()
+    assert first["ran"] == 3 and first["compiles"] == 1
+    lines = (tmp_path / "results.jsonl").read_text()
+    again = SweepRunner(cfg, spec, str(tmp_path), progress=False).run()
+    assert (again["skipped"], again["ran"]) == (3, 0)
+    assert (tmp_path / "results.jsonl").read_text() == lines
+    # a grown grid is another sweep: refused with a clear message
+    with pytest.raises(ConfigError, match="holds results of another sweep"):
+        SweepRunner(cfg, product({"seed": [0, 1, 2, 3]}), str(tmp_path), progress=False)
+
+
+def test_divergence_is_recorded_and_sweep_goes_on(toy_family, tmp_path):
+    cfg = tiny_config(epochs=2)
+    cfg.toy.method = "state"  # factor 1e30 scales weights and loss: NaN in the first epoch
+    spec = product({"toy.factor": [1e30, 1.0]}, {"seed": [0]})
+    s = SweepRunner(cfg, spec, str(tmp_path), progress=False).run()
+    assert s["ran"] == 2 and s["diverged"] == 1 and s["vectorized"] == 2
+    for r in ResultStore(tmp_path).records():
+        if r["setting"]["toy.factor"] > 1:
+            assert r["status"] == "diverged"
+            assert r["metrics"]["diverged_step"] == 512 // 64  # NaN after the first epoch
+            assert "test_accuracy" not in r["metrics"]
+        else:
+            assert r["status"] == "ok" and r["metrics"]["test_accuracy"] > 0.5
+
+
+def test_record_fields(tmp_path):
+    import jaxcomp
+
+    cfg = tiny_config(epochs=1)
+    SweepRunner(cfg, product({"seed": [4]}), str(tmp_path), progress=False).run()
+    (r,) = ResultStore(tmp_path).records()
+    assert r["version"] == jaxcomp.__version__ and r["commit"]
+    assert r["seed"] == 4 and r["config"]["seed"] == 4 and r["setting"] == {"seed": 4}
+    assert r["path"] == "sequential" and r["path_reason"] == "a group of one setting"
+    assert {"params", "nonzeros", "bytes", "flops"} <= set(r["ledger"])
+    assert r["timings"]["train_seconds"] > 0
+
+
+def test_stack_unstack_roundtrip():
+    trees = [{"a": jnp.full((2,), i), "k": jax.random.key(i)} for i in range(3)]
+    st = stack(trees)
+    assert st["a"].shape == (3, 2)
+    back = unstack(st, 3)
+    for t, b in zip(trees, back, strict=True):
+        np.testing.assert_array_equal(t["a"], b["a"])
+        np.testing.assert_array_equal(jax.random.key_data(t["k"]), jax.random.key_data(b["k"]))
+
+
+def test_bad_runner_arguments(tmp_path):
+    with pytest.raises(ConfigError, match="chunk_size"):
+        SweepRunner(tiny_config(), None, str(tmp_path), chunk_size=0)
+    with pytest.raises(ConfigError, match="vectorize"):
+        SweepRunner(tiny_config(), None, str(tmp_path), vectorize="yes")
