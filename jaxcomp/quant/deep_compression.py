@@ -12,6 +12,9 @@ Each weight-shared layer becomes one byte string:
   ``2**rel_bits - 1`` = "skip that many zeros, no weight here" (Han's filler
   zero), repeated as needed — fixed width, or Huffman-coded.
 
+With ``use_huffman=True`` each stream is Huffman-coded unless the code table
+would make it larger than fixed width (a flag per stream in the header says which).
+
 Other leaves (biases, unshared tensors) are stored as raw float32/original
 bytes. :func:`compress` returns the blobs; the size of a model is the sum of
 their lengths. :func:`decompress` rebuilds the params bit-exactly.
@@ -127,13 +130,18 @@ def encode_layer(centroids: Any, index: Any, *, rel_bits: int = 5,
     vals = flat[pos].astype(np.int64)
     gaps = relative_gaps(pos, rel_bits)
     vb = index_bits(k)
+    v_blob, g_blob = pack_fixed(vals, vb), pack_fixed(gaps, rel_bits)
+    flags = 0
     if use_huffman:
-        v_blob, g_blob = huffman.encode(vals), huffman.encode(gaps)
-    else:
-        v_blob, g_blob = pack_fixed(vals, vb), pack_fixed(gaps, rel_bits)
+        # Each stream is Huffman-coded unless its code table makes it larger (tiny layers).
+        hv, hg = huffman.encode(vals), huffman.encode(gaps)
+        if len(hv) < len(v_blob):
+            v_blob, flags = hv, flags | 1
+        if len(hg) < len(g_blob):
+            g_blob, flags = hg, flags | 2
     shape = struct.pack(f"<{idx.ndim}I", *idx.shape)
     sizes = struct.pack("<II", len(v_blob), len(g_blob))
-    head = LAYER_HEADER.pack(idx.ndim, vb, rel_bits, int(use_huffman), k, len(vals),
+    head = LAYER_HEADER.pack(idx.ndim, vb, rel_bits, flags, k, len(vals),
                              len(gaps)) + shape + sizes
     cb = c.tobytes()
     return LayerBytes(head + cb + v_blob + g_blob, len(head), len(cb), len(v_blob), len(g_blob))
@@ -150,10 +158,8 @@ def decode_layer(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     c = np.frombuffer(blob, np.float32, k, off).copy()
     off += 4 * k
     v_blob, g_blob = blob[off:off + nv], blob[off + nv:off + nv + ng]
-    if flags & 1:
-        vals, gaps = huffman.decode(v_blob), huffman.decode(g_blob)
-    else:
-        vals, gaps = unpack_fixed(v_blob, nnz, vb), unpack_fixed(g_blob, n_gaps, rel_bits)
+    vals = huffman.decode(v_blob) if flags & 1 else unpack_fixed(v_blob, nnz, vb)
+    gaps = huffman.decode(g_blob) if flags & 2 else unpack_fixed(g_blob, n_gaps, rel_bits)
     pos = gaps_to_positions(gaps, rel_bits)
     out = np.full(int(np.prod(shape)), -1, np.int32)
     out[pos] = vals
