@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="group runs by this config key (repeatable; default: the swept keys "
                         "except seed); use --group-by none for one group")
     p.add_argument("--metric", default="test_accuracy", help="the accuracy metric to plot")
+    p.add_argument("--size", action="append", default=None, metavar="KEY",
+                   help="an extra size axis for the Pareto plots (a numeric metric or ledger "
+                        "key, e.g. decompose_totals.params_after; repeatable)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
 
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if group_by is not None:
         group_by = [g for g in group_by if g.lower() != "none"]
     out = write_report(args.dir, group_by=group_by, metric=args.metric,
-                       plots=not args.no_plots)
+                       plots=not args.no_plots, sizes=args.size)
     print(out["text"])
     print("wrote: " + ", ".join(out["files"]))
     return 0

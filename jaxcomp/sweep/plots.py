@@ -104,11 +104,12 @@ def plot_vs_value(path: str | os.PathLike, table: list[dict[str, Any]], group_by
 
 
 def write_plots(directory: str | os.PathLike, table: list[dict[str, Any]],
-                group_by: Sequence[str], metric: str) -> list[pathlib.Path]:
+                group_by: Sequence[str], metric: str,
+                sizes: Sequence[str] = ()) -> list[pathlib.Path]:
     """Write every plot that the table supports; returns their paths."""
     d = pathlib.Path(directory)
     files = []
-    for size_key in SIZE_KEYS:
+    for size_key in dict.fromkeys([*sizes, *SIZE_KEYS]):
         if table and size_key in table[0] and np.isfinite(_mean_std(table, size_key)[0]).any():
             p = d / f"{metric}_vs_{size_key}.png"
             plot_pareto(p, table, group_by, metric, size_key)

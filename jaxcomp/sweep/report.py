@@ -57,8 +57,8 @@ def load_rows(directory: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[
         if r.get("status") == "error":
             continue
         row = _flatten(r.get("config", {}))
-        row.update({k: v for k, v in r.get("ledger", {}).items()})
-        row.update(r.get("metrics", {}))
+        row.update(_flatten(r.get("ledger", {})))
+        row.update(_flatten(r.get("metrics", {})))
         row.update({"status": r.get("status"), "path": r.get("path"), "key": r.get("key"),
                     "seed": r.get("seed", row.get("seed"))})
         rows.append(row)
@@ -76,20 +76,28 @@ def default_group_by(manifest: dict[str, Any], rows: list[dict[str, Any]]) -> li
     return [k for k in keys if k != "seed"]
 
 
-def metric_columns(rows: list[dict[str, Any]], config_keys: set[str]) -> list[str]:
-    """Numeric metric/ledger columns worth a table column, accuracy first."""
-    first = ["test_accuracy", "test_nll"]
-    others = []
+def numeric_keys(rows: list[dict[str, Any]], config_keys: set[str]) -> list[str]:
+    """Every numeric metric/ledger key of the rows (nested ones dotted)."""
+    out: list[str] = []
     for r in rows:
         for k, v in r.items():
-            if k in config_keys or k in first or k in SKIP_METRICS or k in LEDGER_KEYS or \
-                    k in ("seed", "index") or k in others:
-                continue
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                others.append(k)
-    present = lambda k: any(isinstance(r.get(k), int | float) for r in rows)
-    return [k for k in first if present(k)] + sorted(others) + \
-        [k for k in LEDGER_KEYS if present(k)]
+            if k not in config_keys and k not in out and isinstance(v, int | float) and \
+                    not isinstance(v, bool):
+                out.append(k)
+    return out
+
+
+def metric_columns(rows: list[dict[str, Any]], config_keys: set[str],
+                   extra: Sequence[str] = ()) -> list[str]:
+    """Table columns: accuracy first, then the other top-level numeric metrics,
+    ``extra`` (e.g. a nested ledger key), then the ledger's size columns."""
+    first = ["test_accuracy", "test_nll"]
+    keys = numeric_keys(rows, config_keys)
+    others = sorted(k for k in keys if "." not in k and k not in first and
+                    k not in SKIP_METRICS and k not in LEDGER_KEYS)
+    cols = [k for k in first if k in keys] + others
+    cols += [k for k in extra if k not in cols]
+    return cols + [k for k in LEDGER_KEYS if k in keys and k not in cols]
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -192,21 +200,30 @@ def pareto_front(sizes: Sequence[float], accuracies: Sequence[float]) -> list[bo
 
 
 def write_report(directory: str | os.PathLike, group_by: Sequence[str] | None = None,
-                 metric: str = "test_accuracy", plots: bool = True) -> dict[str, Any]:
+                 metric: str = "test_accuracy", plots: bool = True,
+                 sizes: Sequence[str] | None = None) -> dict[str, Any]:
     """Write ``report.md``, ``report.csv`` and the PNG plots into ``directory``.
+
+    ``sizes`` are extra x axes for the Pareto plots (the first one also marks
+    the table's ``pareto`` column), e.g. ``decompose_totals.params_after``.
 
     Returns ``{"markdown", "table", "group_by", "metrics", "files"}``.
     """
     d = pathlib.Path(directory)
     rows, manifest = load_rows(d)
     gb = list(group_by) if group_by is not None else default_group_by(manifest, rows)
-    cfg_keys = {k for k in rows[0] if "." in k} | {"name", "seed", "status", "path", "key"}
-    metrics = metric_columns(rows, cfg_keys)
-    if metric not in metrics:
-        raise ConfigError(f"report --metric: {metric!r} is not a numeric metric of these runs"
-                          f"{suggest(metric, metrics)}")
+    cfg_keys = set(manifest.get("config_keys") or ()) | {"name", "seed", "status", "path", "key"}
+    store = ResultStore(d)
+    for r in store.latest():
+        cfg_keys |= set(_flatten(r.get("config", {})))
+    known = numeric_keys(rows, cfg_keys)
+    for what, k in [("--metric", metric)] + [("--size", k) for k in sizes or ()]:
+        if k not in known:
+            raise ConfigError(f"report {what}: {k!r} is not a numeric metric or ledger entry of "
+                              f"these runs{suggest(k, known)}")
+    metrics = metric_columns(rows, cfg_keys, [metric, *(sizes or ())])
     table = aggregate(rows, gb, metrics)
-    size_key = next((k for k in ("bytes", "nonzeros") if k in metrics), None)
+    size_key = next((k for k in (*(sizes or ()), "bytes", "nonzeros") if k in metrics), None)
     front = pareto_front([g[size_key]["mean"] for g in table],
                          [g[metric]["mean"] for g in table]) if size_key else None
     md = to_markdown(table, gb, metrics, front)
@@ -221,6 +238,6 @@ def write_report(directory: str | os.PathLike, group_by: Sequence[str] | None = 
     if plots:
         from jaxcomp.sweep.plots import write_plots
 
-        files += write_plots(d, table, gb, metric)
+        files += write_plots(d, table, gb, metric, sizes or ())
     return {"markdown": md, "text": text, "table": table, "group_by": gb, "metrics": metrics,
             "files": [str(f) for f in files]}
