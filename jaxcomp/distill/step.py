@@ -172,6 +172,8 @@ def distiller(student: Model, teacher: Model, tx: optax.GradientTransformation, 
         if params is None:
             params, ms = student.init(pkey, x)
             model_state = ms if model_state is None else model_state
+        else:  # own copies: the step donates its state, and params may be the teacher's too
+            params = jax.tree.map(jnp.array, params)
         proj = {}
         if terms:
             tp, ts = teacher_vars
