@@ -1,0 +1,27 @@
+"""T2's quick mode runs end to end and returns a well-formed result (claims not asserted)."""
+
+import importlib.util
+import math
+
+from jaxcomp.experiment.paper_table import TableResult, repo_root
+
+
+def test_t2_quick_structure():
+    path = repo_root() / "experiments" / "t2_deep_compression.py"
+    spec = importlib.util.spec_from_file_location("t2_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.TABLE == "T2"
+    res = mod.run(quick=True)
+    assert isinstance(res, TableResult) and res.quick
+    assert {c.id for c in res.claims} >= {"a1", "a2", "b"}
+    assert all(math.isfinite(c.value) for c in res.claims)
+    o = res.ours
+    # Ratios are dense bytes over the encoded bytes, and Huffman never makes it larger.
+    assert o["dense_bytes"] == 4 * 266610
+    assert math.isclose(o["ratio_huffman_x"], o["dense_bytes"] / o["bytes_huffman"])
+    assert o["bytes_huffman"] <= o["bytes_fixed"] < o["dense_bytes"]
+    # The decoded model is the fine-tuned shared model.
+    assert math.isclose(o["decoded_acc"], o["shared_acc"], abs_tol=1e-9)
+    assert 0.0 < o["weights_kept"] < 0.2
+    assert any(r["stage"] == "init comparison" for r in res.rows)
