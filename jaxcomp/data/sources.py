@@ -67,16 +67,18 @@ def find_fashion_mnist(data_dir: str | None = None, download: bool = True) -> pa
     package's ``/usr/share/datasets/fashion-mnist``, the jaxcomp cache, and
     finally downloads into the cache when ``download`` and the network allow.
     """
+    if data_dir:
+        if _has_fmnist(pathlib.Path(data_dir)):
+            return pathlib.Path(data_dir)
+        raise ConfigError(f"data.data_dir={data_dir!r} does not hold the Fashion-MNIST files "
+                          f"{sorted(_FMNIST_FILES.values())}")
     tried = []
-    for cand in (data_dir, os.environ.get(FASHION_MNIST_ENV), FASHION_MNIST_DEBIAN,
+    for cand in (os.environ.get(FASHION_MNIST_ENV), FASHION_MNIST_DEBIAN,
                  str(cache_dir() / "fashion-mnist")):
         if cand:
             tried.append(cand)
             if _has_fmnist(pathlib.Path(cand)):
                 return pathlib.Path(cand)
-    if data_dir:
-        raise ConfigError(f"data.data_dir={data_dir!r} does not hold the Fashion-MNIST files "
-                          f"{sorted(_FMNIST_FILES.values())}")
     target = cache_dir() / "fashion-mnist"
     if download and _download_fmnist(target):
         return target

@@ -64,7 +64,7 @@ class RunContext:
         t = self.config.train
         kw = dict(epochs=t.epochs, batch_size=t.batch_size, seed=self.config.seed,
                   transform=self.transform, loss_fn=self.loss_fn, progress=self.progress,
-                  scan=None if t.scan == "auto" else bool(t.scan),
+                  scan={"auto": None, "on": True, "off": False}[t.scan],
                   extra_batch=self.extra_batch, loss_state=self.loss_state)
         kw.update(overrides)
         tx = kw.pop("tx", None) or self.make_optimizer()
@@ -125,7 +125,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
 
     check_choice("data.name", cfg.data.name, DATASETS)
     check_choice("model.name", cfg.model.name, MODELS)
-    check_choice("train.scan", cfg.train.scan, ("auto", True, False))
+    check_choice("train.scan", cfg.train.scan, ("auto", "on", "off"))
 
 
 def run_experiment(cfg: ml_collections.ConfigDict, *, progress: bool = False,

@@ -50,7 +50,7 @@ def from_nnx(make: Callable[[nnx.Rngs], nnx.Module], name: str | None = None) ->
     def apply(params, model_state, x, *, train: bool = False, rng=None):
         if "graphdef" not in holder:
             raise RuntimeError("call init() before apply() on an NNX model")
-        module = nnx.merge(holder["graphdef"], params, model_state)
+        module = nnx.merge(holder["graphdef"], params, model_state, copy=True)
         if train:
             module.train()
         else:
