@@ -153,8 +153,11 @@ def test_record_fields(tmp_path):
     import jaxcomp
 
     cfg = tiny_config(epochs=1)
-    SweepRunner(cfg, product({"seed": [4]}), str(tmp_path), progress=False).run()
+    SweepRunner(cfg, product({"seed": [4]}), str(tmp_path), progress=False,
+                tensorboard=True).run()
     (r,) = ResultStore(tmp_path).records()
+    events = list((tmp_path / "tb" / r["key"]).glob("events.out.tfevents*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
     assert r["version"] == jaxcomp.__version__ and r["commit"]
     assert r["seed"] == 4 and r["config"]["seed"] == 4 and r["setting"] == {"seed": 4}
     assert r["path"] == "sequential" and r["path_reason"] == "a group of one setting"
@@ -177,3 +180,12 @@ def test_bad_runner_arguments(tmp_path):
         SweepRunner(tiny_config(), None, str(tmp_path), chunk_size=0)
     with pytest.raises(ConfigError, match="vectorize"):
         SweepRunner(tiny_config(), None, str(tmp_path), vectorize="yes")
+
+
+def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    with pytest.raises(ConfigError, match=r"--tensorboard needs tensorboardX: pip install"):
+        SweepRunner(tiny_config(), None, str(tmp_path), tensorboard=True)
+    assert not (tmp_path / "results.jsonl").exists()
