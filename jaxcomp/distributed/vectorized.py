@@ -192,13 +192,13 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
         raise ConfigError(f"train.batch_size: got {batch_size!r}; allowed 1..{len(ds.x_train)}")
     check_divisible("train.batch_size", batch_size, mesh, "data")
     s = _num_settings(state)
+    if loss_state is not None and _num_settings(loss_state) != s:
+        raise ConfigError(f"sweep.loss_state: leading axis {_num_settings(loss_state)} "
+                          f"does not match the {s} stacked settings")
     state_sh = stacked_shardings(mesh, state)
     state = put_global(state, state_sh)
     ls_sh = None
     if loss_state is not None:
-        if _num_settings(loss_state) != s:
-            raise ConfigError(f"sweep.loss_state: leading axis {_num_settings(loss_state)} "
-                              f"does not match the {s} stacked settings")
         ls_sh = stacked_shardings(mesh, loss_state)
         loss_state = put_global(loss_state, ls_sh)
     run = make_stacked_epoch(train_step_fn(model, tx, transform, loss_fn), mesh, state_sh,
