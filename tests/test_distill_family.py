@@ -1,0 +1,112 @@
+"""The distillation experiment family: run_experiment with a tiny KD config,
+teacher memoization, the sweep contract (VECTOR_KEYS only change loss_state
+arrays) and config errors."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from jaxcomp.core.errors import ConfigError
+from jaxcomp.distill import family
+from jaxcomp.experiment import base_config, run_experiment
+from jaxcomp.experiment.run import RunContext, build_model, load_data
+
+
+def tiny(method="kd", **kw):
+    cfg = base_config()
+    cfg.data.name = "digits"
+    cfg.model.name = "mlp"
+    cfg.train.epochs = 2
+    cfg.train.batch_size = 64
+    d = cfg.distill
+    d.method = method
+    d.teacher_features = (64, 64)
+    d.teacher_epochs = 3
+    d.teacher_learning_rate = 3e-3
+    for k, v in kw.items():
+        d[k] = v
+    return cfg
+
+
+def test_run_experiment_tiny_kd_records_teacher_metrics():
+    family.clear_cache()
+    rec = run_experiment(tiny("kd", temperature=4.0, alpha=0.7))
+    m = rec["metrics"]
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and np.isfinite(m["test_nll"])
+    assert m["teacher_test_accuracy"] > 0.5
+    assert m["teacher_params"] == 64 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
+    assert rec["config"]["distill"]["method"] == "kd"
+
+
+def _ctx(cfg):
+    ds = load_data(cfg)
+    return RunContext(cfg, ds, build_model(cfg, ds))
+
+
+def test_setup_memoizes_teacher_and_keeps_numbers_in_loss_state(monkeypatch):
+    family.clear_cache()
+    calls = []
+    real = family.fit_scan
+    monkeypatch.setattr(family, "fit_scan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ctxs = []
+    for temp, alpha in ((2.0, 0.5), (8.0, 0.9)):
+        cfg = tiny("kd", temperature=temp, alpha=alpha, cache_teacher=False)
+        ctx = _ctx(cfg)
+        family.setup(cfg.distill, ctx)
+        ctxs.append(ctx)
+    assert len(calls) == 1  # one teacher for both settings
+    assert float(ctxs[0].loss_state["temperature"]) == 2.0
+    assert float(ctxs[1].loss_state["alpha"]) == np.float32(0.9)
+    # Sweep contract: the first setting's loss_fn given the second's loss_state
+    # behaves exactly like the second setting's loss_fn.
+    x = ctxs[0].dataset.x_train[:16]
+    y = ctxs[0].dataset.y_train[:16]
+    logits = jax.random.normal(jax.random.key(0), (16, 10))
+    b = {"x": x, "y": y, "loss_state": ctxs[1].loss_state}
+    a0, _ = ctxs[0].loss_fn(logits, b)
+    a1, _ = ctxs[1].loss_fn(logits, b)
+    assert float(a0) == float(a1)
+    assert set(family.VECTOR_KEYS) <= set(ctxs[0].loss_state)
+
+
+def test_cached_teacher_setup_serves_teacher_logits():
+    family.clear_cache()
+    cfg = tiny("dkd")
+    ctx = _ctx(cfg)
+    family.setup(cfg.distill, ctx)
+    extra = ctx.extra_batch(np.array([0, 5, 7]))
+    t = ctx.artifacts["distill_teacher"]
+    ref = t["model"].apply(t["params"], t["model_state"], ctx.dataset.x_train[[0, 5, 7]])[0]
+    np.testing.assert_allclose(extra["teacher_logits"], np.asarray(ref), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("temperature", 0.0, r"distill.temperature.*\(0, inf\]"),
+    ("alpha", 1.5, r"distill.alpha.*\[0, 1\]"),
+    ("method", "hinton", "distill.method"),
+    ("teacher_model", "resnet", "distill.teacher_model"),
+])
+def test_config_errors(key, value, match):
+    cfg = tiny("kd")
+    cfg.distill[key] = value
+    with pytest.raises(ConfigError, match=match):
+        family.setup(cfg.distill, _ctx(cfg))
+
+
+def test_teacher_checkpoint_roundtrip_and_class_mismatch(tmp_path):
+    family.clear_cache()
+    path = str(tmp_path / "teacher")
+    cfg = tiny("kd", teacher_checkpoint=path, teacher_epochs=1)
+    ctx = _ctx(cfg)
+    family.setup(cfg.distill, ctx)
+    saved = ctx.artifacts["distill_teacher"]["params"]
+    family.clear_cache()
+    ctx2 = _ctx(cfg)
+    family.setup(cfg.distill, ctx2)
+    jax.tree.map(np.testing.assert_array_equal, saved, ctx2.artifacts["distill_teacher"]["params"])
+    family.clear_cache()
+    bad = tiny("kd", teacher_checkpoint=path, teacher_features=(32, 32))
+    with pytest.raises(ConfigError, match="teacher_checkpoint"):
+        family.setup(bad.distill, _ctx(bad))
