@@ -1,0 +1,149 @@
+"""The same data-parallel run and sharded sweep on 1 device (in-process), on 8
+simulated CPU devices (a subprocess: XLA_FLAGS must precede the JAX import) and
+on 2 local processes × 4 devices (gloo collectives) give the same numbers; bad
+meshes, a coordinator that never answers and a process that dies end cleanly.
+
+All subprocess groups start at once (threads) and are killed on timeout."""
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from jaxcomp.distributed import worker
+from jaxcomp.distributed.launch import free_port, launch_local, run_local
+
+WORKER = [sys.executable, "-m", "jaxcomp.distributed.worker"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 240  # a bound, not an expectation: the jobs take seconds on an idle machine
+
+BAD_INPUT_SCRIPT = r"""
+import json, optax
+from jaxcomp.core.errors import ConfigError
+from jaxcomp.data import synthetic
+from jaxcomp.distributed import make_mesh
+from jaxcomp.distributed.data_parallel import fit_data_parallel
+from jaxcomp.distributed.vectorized import init_stacked
+from jaxcomp.models import get_model
+ds = synthetic(num_train=128, num_test=32, shape=(4, 4, 1), num_classes=3)
+model = get_model("mlp", input_shape=ds.input_shape, num_classes=3, features=(8,))
+out = {}
+def catch(name, fn):
+    try:
+        fn(); out[name] = None
+    except ConfigError as e:
+        out[name] = str(e)
+catch("mesh", lambda: make_mesh("sweep=3,data=2"))
+catch("batch", lambda: fit_data_parallel(model, ds, optax.sgd(0.1), mesh=make_mesh("data=8"),
+                                         epochs=1, batch_size=60))
+catch("sweep", lambda: init_stacked(model, ds, optax.sgd(0.1), seeds=range(6),
+                                    mesh=make_mesh("sweep=4,data=2")))
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dist")
+    common = ["--task", "both", "--epochs", "2", "--settings", "8"]
+    jobs = {
+        "dev8": lambda: run_local(WORKER + common + ["--mesh", "sweep=4,data=2", "--dp-mesh",
+                                                     "data=8", "--out", str(d / "dev8.json")],
+                                  num_devices=8, timeout_s=TIMEOUT, cwd=ROOT),
+        "proc2x4": lambda: launch_local(
+            WORKER + common + ["--mesh", "sweep=2,data=4", "--dp-mesh", "data=8",
+                               "--out", str(d / "proc2x4.json")],
+            num_processes=2, devices_per_process=4, timeout_s=TIMEOUT, cwd=ROOT),
+        "no_coordinator": lambda: run_local(
+            WORKER + ["--task", "dp", "--init-timeout", "2", "--coordinator",
+                      f"127.0.0.1:{free_port()}", "--num-processes", "2", "--process-id", "1"],
+            num_devices=4, timeout_s=TIMEOUT, cwd=ROOT),
+        "dies": lambda: launch_local(
+            WORKER + ["--task", "dp", "--epochs", "4", "--die-after-epoch", "1",
+                      "--heartbeat-timeout", "5", "--mesh", "data=8", "--out",
+                      str(d / "dies.json")],
+            num_processes=2, devices_per_process=4, timeout_s=TIMEOUT, cwd=ROOT),
+        "bad_input": lambda: run_local([sys.executable, "-c", BAD_INPUT_SCRIPT], num_devices=8,
+                                       timeout_s=TIMEOUT, cwd=ROOT),
+    }
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        t0 = time.monotonic()
+        futures = {k: pool.submit(f) for k, f in jobs.items()}
+        ref = worker.run_job(worker.build_parser().parse_args(common + ["--mesh", "data=1"]))
+        results = {k: f.result() for k, f in futures.items()}
+        results["seconds"] = time.monotonic() - t0
+    results["ref"] = ref
+    results["dir"] = d
+    return results
+
+
+def _ok(r):
+    assert r.returncode == 0 and not r.timed_out, r.stderr[-3000:]
+
+
+def _compare(ref, got):
+    for task in ("dp", "sweep"):
+        np.testing.assert_allclose(got[task]["params"], ref[task]["params"], rtol=1e-4,
+                                   atol=1e-5)
+        for a, b in zip(ref[task]["history"], got[task]["history"], strict=True):
+            for k in ("train_loss", "train_accuracy", "test_accuracy", "test_nll"):
+                np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_eight_devices_match_one(runs):
+    _ok(runs["dev8"])
+    got = json.loads((runs["dir"] / "dev8.json").read_text())
+    assert got["devices"] == 8 and got["mesh"] == {"sweep": 4, "data": 2, "model": 1}
+    assert got["dp"]["mesh"] == {"sweep": 1, "data": 8, "model": 1}
+    _compare(runs["ref"], got)
+
+
+def test_two_processes_match_one(runs):
+    for r in runs["proc2x4"]:
+        _ok(r)
+    got = json.loads((runs["dir"] / "proc2x4.json").read_text())
+    assert got["processes"] == 2 and got["devices"] == 8
+    assert got["mesh"] == {"sweep": 2, "data": 4, "model": 1}
+    # data=8 spans both processes: process 0 loads only the first half of each batch
+    assert got["dp"]["process0_rows"] == [0, 32]
+    _compare(runs["ref"], got)
+    assert [p.stdout.strip().splitlines()[-1] for p in runs["proc2x4"]] == ["done", "done"]
+
+
+def test_reference_learns(runs):
+    ref = runs["ref"]
+    assert ref["dp"]["history"][-1]["test_accuracy"] > 0.5
+    assert len(ref["sweep"]["history"][-1]["test_accuracy"]) == 8
+
+
+def test_coordinator_that_never_answers_times_out_cleanly(runs):
+    r = runs["no_coordinator"]
+    assert r.returncode == 2 and not r.timed_out, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: distributed: process 1 of 2 got no answer from the "
+                           "coordinator 127.0.0.1:") and "within 2 s" in last
+
+
+def test_one_process_dying_stops_the_other_without_results(runs):
+    p0, p1 = runs["dies"]
+    assert p1.returncode == 17 and "dying after epoch 1" in p1.stderr
+    assert not p0.timed_out, "the surviving process hung"
+    assert p0.returncode != 0
+    assert "done" not in p0.stdout
+    assert not (runs["dir"] / "dies.json").exists()
+    assert not list(runs["dir"].glob("dies.json.tmp*"))
+
+
+def test_bad_mesh_batch_and_sweep_size_on_8_devices(runs):
+    r = runs["bad_input"]
+    _ok(r)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "sweep=3,data=2,model=1 needs 6 devices but 8 are available" in out["mesh"]
+    assert out["batch"].startswith("train.batch_size: got 60; must be a positive multiple of "
+                                   "the mesh's data axis size 8")
+    assert out["sweep"].startswith("sweep.size: got 6; must be a positive multiple of the "
+                                   "mesh's sweep axis size 4")
