@@ -1,0 +1,42 @@
+"""Pruning: scores, exact masks (layer-wise, global, ERK, N:M, blocks), schedules,
+the pruning transform, an optax wrapper, dynamic sparse training, sparse storage, reports.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxcomp import prune
+    >>> prune.topk_mask(jnp.array([3., 1., 2.]), 1 / 3).tolist()
+    [True, False, True]
+"""
+
+from jaxcomp.prune.masks import (
+    apply_masks,
+    block_mask,
+    check_masks,
+    erk_masks,
+    erk_sparsities,
+    global_masks,
+    keep_largest,
+    layerwise_masks,
+    nm_mask,
+    sparsity_of,
+    topk_mask,
+)
+from jaxcomp.prune.pruner import (
+    magnitude,
+    masks_of,
+    movement,
+    prune_once,
+    pruner,
+    random,
+    snip,
+    taylor,
+)
+from jaxcomp.prune.scores import SCORES, score, snip_scores
+from jaxcomp.prune.select_k import order_keys, smallest_k
+
+__all__ = [
+    "SCORES", "apply_masks", "block_mask", "check_masks", "erk_masks", "erk_sparsities",
+    "global_masks", "keep_largest", "layerwise_masks", "magnitude", "masks_of", "movement",
+    "nm_mask", "order_keys", "prune_once", "pruner", "random", "score", "smallest_k", "snip",
+    "snip_scores", "sparsity_of", "taylor", "topk_mask",
+]
