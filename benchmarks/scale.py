@@ -1,0 +1,129 @@
+"""Scale-out overhead: a 32-setting vectorized sweep of a small MLP with its
+settings split over 8 simulated CPU devices (mesh ``sweep=8``) vs the same
+sweep on 1 device.
+
+The 8 "devices" share this machine's cores, so no speed-up is possible: the
+ratio of throughputs (8 devices / 1 device) measures the cost of sharding the
+sweep axis (per-device dispatch, smaller per-device matmuls, collectives for
+the replicated metrics). Target: >= 0.8.
+
+Each variant runs in its own subprocess (``XLA_FLAGS`` must be set before JAX
+is imported); the two alternate (interleaved), ``--reps`` times each; each child
+compiles and warms up, then times ``--epochs`` epochs and reports their median
+wall and process-CPU times. The result is the median over the children.
+
+Usage::
+
+    python benchmarks/scale.py            # prints JSON lines only
+
+Output: one JSON line per measurement, ``{"name", "value", "unit", "target",
+"ok", ...}``; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def child(args: argparse.Namespace) -> None:
+    import jax
+    import numpy as np
+    import optax
+
+    from jaxcomp.data import synthetic
+    from jaxcomp.distributed import make_mesh
+    from jaxcomp.distributed.feed import epoch_arrays
+    from jaxcomp.distributed.sharding import stacked_shardings
+    from jaxcomp.distributed.vectorized import init_stacked, make_stacked_epoch
+    from jaxcomp.models import get_model
+    from jaxcomp.train.step import train_step_fn
+
+    assert jax.device_count() == args.devices, jax.devices()
+    mesh = make_mesh({"sweep": args.devices})
+    ds = synthetic(num_train=args.num_train, num_test=64, shape=(8, 8, 1), num_classes=4)
+    model = get_model("mlp", input_shape=ds.input_shape, num_classes=4, features=(64, 32))
+    tx = optax.sgd(0.05)
+    state = init_stacked(model, ds, tx, seeds=list(range(args.settings)), mesh=mesh)
+    sh = stacked_shardings(mesh, state)
+    epoch = make_stacked_epoch(train_step_fn(model, tx), mesh, sh)
+    steps = args.num_train // args.batch_size
+    walls, cpus = [], []
+    for e in range(args.epochs + 1):            # epoch 0 compiles and warms up
+        order = np.random.default_rng([0, e]).permutation(args.num_train)
+        xs, ys = epoch_arrays(mesh, ds.x_train, ds.y_train,
+                              order[: steps * args.batch_size].reshape(steps, args.batch_size))
+        jax.block_until_ready((xs, ys))
+        t0, c0 = time.perf_counter(), time.process_time()
+        state, m = epoch(state, xs, ys, None)
+        jax.block_until_ready((state, m))
+        if e:
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+    print(json.dumps({"wall": statistics.median(walls), "cpu": statistics.median(cpus),
+                      "loss": float(np.mean(np.asarray(m["loss"])))}))
+
+
+def run_child(devices: int, args: argparse.Namespace) -> dict:
+    sys.path.insert(0, ROOT)
+    from jaxcomp.distributed.launch import run_local
+
+    argv = [sys.executable, os.path.abspath(__file__), "--child", "--devices", str(devices),
+            "--settings", str(args.settings), "--epochs", str(args.epochs),
+            "--num-train", str(args.num_train), "--batch-size", str(args.batch_size)]
+    r = run_local(argv, num_devices=devices, timeout_s=args.timeout, cwd=ROOT)
+    if r.returncode != 0:
+        raise SystemExit(f"child with {devices} devices failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--devices", type=int, default=8)
+    p.add_argument("--settings", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=5, help="timed epochs per child")
+    p.add_argument("--reps", type=int, default=5, help="children per variant (>= 5)")
+    p.add_argument("--num-train", type=int, default=4096)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--timeout", type=float, default=300)
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+    res: dict[int, list[dict]] = {1: [], args.devices: []}
+    for rep in range(args.reps):
+        for n in (1, args.devices):             # interleaved
+            res[n].append(run_child(n, args))
+            print(f"rep {rep} devices {n}: {res[n][-1]}", file=sys.stderr, flush=True)
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu")}
+           for n, rs in res.items()}
+    work = args.settings * (args.num_train // args.batch_size) * args.batch_size
+    thr = {n: work / med[n]["wall"] for n in med}
+    ratio = thr[args.devices] / thr[1]
+    losses = {n: [r["loss"] for r in rs] for n, rs in res.items()}
+    print(json.dumps({
+        "name": f"sweep_axis_efficiency_{args.devices}cpu", "value": round(ratio, 3),
+        "unit": "x (throughput 8 dev / 1 dev)", "target": 0.8, "ok": ratio >= 0.8,
+        "settings": args.settings, "epoch_wall_s_1dev": round(med[1]["wall"], 4),
+        f"epoch_wall_s_{args.devices}dev": round(med[args.devices]["wall"], 4),
+        "epoch_cpu_s_1dev": round(med[1]["cpu"], 4),
+        f"epoch_cpu_s_{args.devices}dev": round(med[args.devices]["cpu"], 4),
+        "cpu_ratio": round(med[1]["cpu"] / med[args.devices]["cpu"], 3),
+        "reps": args.reps, "epochs_per_rep": args.epochs,
+        "same_loss": bool(abs(losses[1][0] - losses[args.devices][0]) < 1e-4)}))
+    print(json.dumps({"name": "sweep_throughput_1cpu", "value": round(thr[1]),
+                      "unit": "setting-examples/s", "target": None, "ok": True}))
+    print(json.dumps({"name": f"sweep_throughput_{args.devices}cpu",
+                      "value": round(thr[args.devices]), "unit": "setting-examples/s",
+                      "target": None, "ok": True}))
+
+
+if __name__ == "__main__":
+    main()
