@@ -78,6 +78,27 @@ def vector_keys() -> set[str]:
     return out
 
 
+def extra_arrays_of(extra_batch: Any, ds: Any) -> dict[str, np.ndarray] | None:
+    """The per-example arrays behind an ``extra_batch`` callable, if it only indexes them.
+
+    Recognized: an ``arrays`` attribute, or (``jaxcomp.distill.cache.cached_extra_batch``)
+    a closure over a dict named ``arrays``; each array must have one row per training
+    example. Anything else returns ``None`` (the runs go one by one).
+    """
+    if extra_batch is None:
+        return None
+    arrays = getattr(extra_batch, "arrays", None)
+    code, cells = getattr(extra_batch, "__code__", None), getattr(extra_batch, "__closure__", None)
+    if arrays is None and code is not None and cells and "arrays" in code.co_freevars:
+        arrays = cells[code.co_freevars.index("arrays")].cell_contents
+    if not isinstance(arrays, dict) or not arrays:
+        return None
+    n = len(ds.x_train)
+    if not all(hasattr(v, "shape") and len(v.shape) and v.shape[0] == n for v in arrays.values()):
+        return None
+    return arrays
+
+
 def _without(d: dict[str, Any], dotted: set[str]) -> dict[str, Any]:
     d = copy.deepcopy(d)
     for key in dotted:
@@ -238,8 +259,8 @@ class SweepRunner:
             for name, fam in families.available().items():
                 if name in cfg and cfg[name].get("method", "none") != "none":
                     fam.setup(cfg[name], ctx)
-            if ctx.extra_batch is not None:
-                return ctxs, states, "a family feeds per-batch data (extra_batch)"
+            if ctx.extra_batch is not None and extra_arrays_of(ctx.extra_batch, ds) is None:
+                return ctxs, states, "a family feeds per-batch data from Python (extra_batch)"
             tx = ctx.make_optimizer()
             if init_fn is None:  # one compile for the group instead of eager op-by-op init
                 init_fn = jax.jit(ctx.model.init)
@@ -253,6 +274,9 @@ class SweepRunner:
         sig = {_signature((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)}
         if len(sig) > 1:
             return ctxs, states, "settings build states of different structure"
+        extras = {_fingerprint(extra_arrays_of(c.extra_batch, c.dataset) or {}) for c in ctxs}
+        if len(extras) > 1:
+            return ctxs, states, "settings feed different per-example data (extra_batch)"
         if (ctxs[0].loss_state is None) != all(c.loss_state is None for c in ctxs):
             return ctxs, states, "settings build states of different structure"
         # Settings with the same seed but other swept numbers must differ in their states.
@@ -292,7 +316,8 @@ class SweepRunner:
             stacked = stack([states[i] for i in padded])
             ls = None if ctx0.loss_state is None else stack([ctxs[i].loss_state for i in padded])
             out = train_stacked(prog, stacked, ds, seeds=[runs[i].config.seed for i in padded],
-                                epochs=cfg0.train.epochs, loss_states=ls, place=self.place)
+                                epochs=cfg0.train.epochs, loss_states=ls, place=self.place,
+                                extra_arrays=extra_arrays_of(ctx0.extra_batch, ds))
             jax.block_until_ready(out.state)
             chunk_seconds = time.perf_counter() - tc
             finals = unstack(out.state, len(part))
@@ -383,8 +408,8 @@ class SweepRunner:
                     reason = "vectorization turned off"
                 elif len(runs) < 2:
                     reason = "a group of one setting"
-                elif cfg.train.scan is False:
-                    reason = "train.scan is False"
+                elif cfg.train.scan in ("off", False):
+                    reason = f"train.scan is {cfg.train.scan!r}"
                 elif cfg.model.name not in SCAN_MODELS:
                     reason = (f"model {cfg.model.name!r} trains with the per-step loop "
                               f"(vectorized: {', '.join(SCAN_MODELS)})")

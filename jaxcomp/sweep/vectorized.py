@@ -74,11 +74,13 @@ class VectorizedProgram:
         self.eval_compiles = 0
         step = train_step_fn(model, tx, transform, loss_fn)
 
-        def one_epoch(state, x, y, perm, loss_state):
+        def one_epoch(state, x, y, perm, loss_state, extra):
             idx = perm.reshape((-1, batch_size))
 
             def body(s, ix):
                 batch = {"x": x[ix], "y": y[ix]}
+                if extra:
+                    batch.update({k: v[ix] for k, v in extra.items()})
                 if loss_state is not None:
                     batch["loss_state"] = loss_state
                 return step(s, batch)
@@ -86,11 +88,11 @@ class VectorizedProgram:
             state, metrics = jax.lax.scan(body, state, idx)
             return state, jax.tree.map(jnp.mean, metrics)
 
-        def epoch(state, x, y, perms, loss_states):
+        def epoch(state, x, y, perms, loss_states, extra):
             self.compiles += 1  # runs only while tracing
             ls_axis = None if loss_states is None else 0
-            return jax.vmap(one_epoch, in_axes=(0, None, None, 0, ls_axis))(
-                state, x, y, perms, loss_states)
+            return jax.vmap(one_epoch, in_axes=(0, None, None, 0, ls_axis, None))(
+                state, x, y, perms, loss_states, extra)
 
         self.epoch = jax.jit(epoch, donate_argnums=(0,))
         ev = eval_step_fn(model, transform)
@@ -141,7 +143,8 @@ def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Se
                   epochs: int, loss_states: Any = None,
                   place: Callable[[Any], Any] | None = None,
                   on_epoch: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
-                  evaluate: bool = True) -> StackedResult:
+                  evaluate: bool = True,
+                  extra_arrays: dict[str, Any] | None = None) -> StackedResult:
     """Train stacked states for ``epochs`` epochs with per-setting data orders.
 
     Args:
@@ -155,6 +158,8 @@ def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Se
         to shard the settings axis over a mesh.
       on_epoch: ``(epoch, losses, accuracies)`` after each epoch.
       evaluate: evaluate on the test split at the end.
+      extra_arrays: per-training-example arrays shared by all settings (e.g. cached
+        teacher logits), gathered into each batch under their keys.
     """
     n_set = len(seeds)
     steps = len(ds.x_train) // prog.batch_size
@@ -162,11 +167,12 @@ def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Se
         state = place(state)
         loss_states = place(loss_states) if loss_states is not None else None
     x_dev, y_dev = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    extra = {k: jnp.asarray(v) for k, v in (extra_arrays or {}).items()}
     losses, accs = [], []
     diverged = np.full(n_set, -1, np.int64)
     for epoch in range(epochs):
         perms = epoch_permutations(len(ds.x_train), seeds, epoch, steps * prog.batch_size)
-        state, m = prog.epoch(state, x_dev, y_dev, jnp.asarray(perms), loss_states)
+        state, m = prog.epoch(state, x_dev, y_dev, jnp.asarray(perms), loss_states, extra)
         loss = np.asarray(m["loss"], np.float64)
         acc = np.asarray(m.get("accuracy", np.full(n_set, np.nan)), np.float64)
         losses.append(loss)
