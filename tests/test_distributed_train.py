@@ -47,10 +47,18 @@ def _close(a, b, tol=1e-5):
 
 
 @pytest.mark.parametrize("scan", [True, False])
-def test_data_parallel_matches_fit(setup, ref, scan):
+def test_data_parallel_matches_fit(setup, ref, scan, tmp_path):
+    """scan=False also stops after epoch 1 and resumes from its checkpoint."""
     ds, model, mesh = setup
-    got = fit_data_parallel(model, ds, optax.sgd(LR), mesh=mesh, epochs=EPOCHS,
-                            batch_size=BATCH, seed=SEED, scan=scan)
+    kw = dict(mesh=mesh, batch_size=BATCH, seed=SEED, scan=scan)
+    if not scan:
+        kw["checkpoint_dir"] = str(tmp_path / "ckpt")
+        first = fit_data_parallel(model, ds, optax.sgd(LR), epochs=1, **kw)
+        assert [h["epoch"] for h in first.history] == [1]
+    got = fit_data_parallel(model, ds, optax.sgd(LR), epochs=EPOCHS, **kw)
+    if not scan:
+        assert [h["epoch"] for h in got.history] == [2]      # resumed after epoch 1
+        got.history.insert(0, first.history[0])
     _close(ref.state.params, got.state.params)
     assert [h["epoch"] for h in got.history] == [1, 2]
     for a, b in zip(ref.history, got.history, strict=True):
@@ -91,6 +99,9 @@ def test_data_parallel_bad_input(setup):
         fit_data_parallel(model, ds, optax.sgd(0.1), mesh=mesh, epochs=1, batch_size=0)
     with pytest.raises(ConfigError, match=r"train.epochs: got -1"):
         fit_data_parallel(model, ds, optax.sgd(0.1), mesh=mesh, epochs=-1, batch_size=8)
+    with pytest.raises(ConfigError, match=r"extra_batch .* not supported on a mesh"):
+        fit_data_parallel(model, ds, optax.sgd(0.1), mesh=mesh, epochs=1, batch_size=8,
+                          extra_batch=lambda idx: {})
 
 
 def test_stacked_settings_with_per_setting_lr(setup, ref):

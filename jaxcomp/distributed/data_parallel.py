@@ -53,6 +53,7 @@ from jaxcomp.distributed.sharding import (
     to_host,
 )
 from jaxcomp.flax.model import Model
+from jaxcomp.train.checkpoint import Checkpointer
 from jaxcomp.train.loop import FitResult, init_state
 from jaxcomp.train.state import TrainState
 from jaxcomp.train.step import LossFn, eval_step_fn, train_step_fn
@@ -129,9 +130,10 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
                       epochs: int, batch_size: int, mesh: Mesh | None = None, seed: int = 0,
                       transform: Transform | None = None, loss_fn: LossFn | None = None,
                       state: TrainState | None = None, scan: bool | None = None,
-                      eval_every: int = 1, eval_batch_size: int = 1000,
+                      checkpoint_dir: str | None = None, eval_every: int = 1,
+                      eval_batch_size: int = 1000, progress: bool = False,
                       on_epoch: Callable[[int, TrainState, dict], None] | None = None,
-                      loss_state: Any = None) -> FitResult:
+                      extra_batch: Callable | None = None, loss_state: Any = None) -> FitResult:
     """Train like :func:`jaxcomp.train.fit`, with batches split over ``mesh``'s ``data`` axis.
 
     Args:
@@ -141,6 +143,11 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
       scan: one ``lax.scan`` per epoch over the epoch's batches (default: for
         models without a model state); otherwise one jitted call per step.
       eval_batch_size: examples per evaluation call (rounded up to the data axis).
+      checkpoint_dir: save every epoch and resume from the newest checkpoint
+        (single process only for now).
+      progress: accepted for drop-in compatibility with ``fit``; no bar is shown.
+      extra_batch: not supported (per-example extras would need sharding too);
+        must be ``None``.
 
     Returns:
       A :class:`jaxcomp.train.FitResult` whose state lives on the mesh.
@@ -155,9 +162,22 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
     if not isinstance(batch_size, int) or not 0 < batch_size <= len(ds.x_train):
         raise ConfigError(f"train.batch_size: got {batch_size!r}; allowed 1..{len(ds.x_train)}")
     check_divisible("train.batch_size", batch_size, mesh, "data")
+    if extra_batch is not None:
+        raise ConfigError("fit_data_parallel: extra_batch (per-example extras such as cached "
+                          "teacher logits) is not supported on a mesh yet; use jaxcomp.train.fit")
+    if checkpoint_dir and jax.process_count() > 1:
+        raise ConfigError(f"train.checkpoint: checkpoint_dir={checkpoint_dir!r} with "
+                          f"{jax.process_count()} processes is not supported yet")
+    del progress
     if state is None:
         state = sharded_init(model, ds, tx, mesh, seed=seed, transform=transform)
     state_sh = state_shardings(mesh, state)
+    ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir else None
+    start = 0
+    if ckpt is not None:
+        restored, last = ckpt.restore_latest(state)
+        if restored is not None:
+            state, start = restored, last
     state = put_global(state, state_sh)
     if scan is None:
         scan = not jax.tree.leaves(state.model_state)
@@ -170,36 +190,42 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
     history: list[dict[str, float]] = []
     result = FitResult(state, history)
     t0 = time.perf_counter()
-    for epoch in range(epochs):
-        perm = epoch_permutation(len(ds.x_train), seed, epoch)[: steps * batch_size]
-        perm = perm.reshape(steps, batch_size)
-        if scan:
-            xs, ys = epoch_arrays(mesh, ds.x_train, ds.y_train, perm)
-            state, m = run(state, xs, ys, ls)
-            loss, acc = float(to_host(m["loss"])), float(to_host(m["accuracy"]))
-        else:
-            losses, accs = [], []
-            for i in range(steps):
-                xb, yb = batch_arrays(mesh, ds.x_train, ds.y_train, perm[i])
-                state, m = run(state, xb, yb, ls)
-                losses.append(m["loss"])
-                accs.append(m["accuracy"])
-            loss = float(np.mean([to_host(v) for v in losses]))
-            acc = float(np.mean([to_host(v) for v in accs]))
-        record = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc}
-        if not math.isfinite(loss):
-            result.diverged = True
-            result.diverged_step = int(to_host(state.step))
+    try:
+        for epoch in range(start, epochs):
+            perm = epoch_permutation(len(ds.x_train), seed, epoch)[: steps * batch_size]
+            perm = perm.reshape(steps, batch_size)
+            if scan:
+                xs, ys = epoch_arrays(mesh, ds.x_train, ds.y_train, perm)
+                state, m = run(state, xs, ys, ls)
+                loss, acc = float(to_host(m["loss"])), float(to_host(m["accuracy"]))
+            else:
+                losses, accs = [], []
+                for i in range(steps):
+                    xb, yb = batch_arrays(mesh, ds.x_train, ds.y_train, perm[i])
+                    state, m = run(state, xb, yb, ls)
+                    losses.append(m["loss"])
+                    accs.append(m["accuracy"])
+                loss = float(np.mean([to_host(v) for v in losses]))
+                acc = float(np.mean([to_host(v) for v in accs]))
+            record = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc}
+            if not math.isfinite(loss):
+                result.diverged = True
+                result.diverged_step = int(to_host(state.step))
+                history.append(record)
+                break
+            if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
+                ev = evaluate_sharded(model, state, ds.x_test, ds.y_test, mesh=mesh,
+                                      transform=transform, batch_size=eval_batch_size,
+                                      step_fn=eval_fn)
+                record.update({"test_accuracy": ev["accuracy"], "test_nll": ev["nll"]})
             history.append(record)
-            break
-        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
-            ev = evaluate_sharded(model, state, ds.x_test, ds.y_test, mesh=mesh,
-                                  transform=transform, batch_size=eval_batch_size,
-                                  step_fn=eval_fn)
-            record.update({"test_accuracy": ev["accuracy"], "test_nll": ev["nll"]})
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, state, record)
+            if ckpt is not None:
+                ckpt.save(state, epoch + 1)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, state, record)
+    finally:
+        if ckpt is not None:
+            ckpt.close()
     result.state = state
     result.train_seconds = time.perf_counter() - t0
     return result
