@@ -38,14 +38,15 @@ from jaxcomp.prune.groups import DependencyGraph, Member
 NORMS = ("l1", "l2")
 
 
-def channel_view(leaf: jax.Array, member: Member) -> jax.Array:
-    """``leaf`` reshaped to ``(rest, channels)``: the member's channel factor last."""
-    leaf = jnp.asarray(leaf)
+def channel_view(leaf: jax.Array, member: Member, xp: Any = jnp) -> jax.Array:
+    """``leaf`` reshaped to ``(rest, channels)``: the member's channel factor last
+    (``xp=numpy`` for host arrays)."""
     sizes = [s for _, s in member.factors]
-    shape = leaf.shape[:member.axis] + tuple(sizes) + leaf.shape[member.axis + 1:]
-    x = jnp.reshape(leaf, shape)
-    x = jnp.moveaxis(x, member.axis + member.position, -1)
-    return jnp.reshape(x, (-1, x.shape[-1]))
+    shape = tuple(np.shape(leaf))
+    shape = shape[:member.axis] + tuple(sizes) + shape[member.axis + 1:]
+    x = xp.reshape(leaf, shape)
+    x = xp.moveaxis(x, member.axis + member.position, -1)
+    return xp.reshape(x, (-1, x.shape[-1]))
 
 
 def _kernel_producers(graph: DependencyGraph, name: str) -> list[Member]:
@@ -67,7 +68,8 @@ def group_scores(params: Any, graph: DependencyGraph, *, norm: str = "l1",
     check_choice("norm", norm, NORMS)
     leaves = _paths.path_dict(params)
     out = {}
-    for name in graph.select(where):
+    names = where if isinstance(where, list) else graph.select(where)
+    for name in names:
         total = None
         for m in _kernel_producers(graph, name):
             v = channel_view(leaves[m.path], m).astype(jnp.float32)
@@ -129,7 +131,7 @@ def masks_from_keep(params: Any, graph: DependencyGraph,
 
 
 def channel_masks(params: Any, graph: DependencyGraph, sparsity: Any, *, norm: str = "l1",
-                  where: Any = None) -> Any:
+                  where: Any = None, jit: bool = True) -> Any:
     """Masks pruning ``sparsity`` of the channels of every selected group by norm.
 
     Args:
@@ -139,20 +141,32 @@ def channel_masks(params: Any, graph: DependencyGraph, sparsity: Any, *, norm: s
         ``{group name: fraction}``.
       norm: ``"l1"`` or ``"l2"``.
       where: which groups to prune (regex over group names); others are kept whole.
+      jit: compile the computation as one function (much faster than op-by-op on CPU).
 
     Returns:
       A tree like ``params`` of 0/1 arrays.
     """
-    scores = group_scores(params, graph, norm=norm, where=where)
+    check_choice("norm", norm, NORMS)
+    selected = graph.select(where)
     if isinstance(sparsity, Mapping):
-        unknown = [k for k in sparsity if k not in scores]
+        unknown = [k for k in sparsity if k not in selected]
         if unknown:
             raise ConfigError(f"sparsity: groups {unknown} are not selected; selected: "
-                              f"{list(scores)}")
-        keep = {n: keep_from_scores(scores[n], s) for n, s in sparsity.items()}
+                              f"{selected}")
+        for k, v in sparsity.items():
+            check_range(f"sparsity[{k!r}]", v, 0.0, 1.0, hi_open=True)
     else:
-        keep = {n: keep_from_scores(s, sparsity) for n, s in scores.items()}
-    return masks_from_keep(params, graph, keep)
+        check_range("sparsity", sparsity, 0.0, 1.0, hi_open=True)
+
+    def build(params, sparsity):
+        scores = group_scores(params, graph, norm=norm, where=selected)
+        if isinstance(sparsity, Mapping):
+            keep = {n: keep_from_scores(scores[n], s) for n, s in sparsity.items()}
+        else:
+            keep = {n: keep_from_scores(s, sparsity) for n, s in scores.items()}
+        return masks_from_keep(params, graph, keep)
+
+    return jax.jit(build)(params, sparsity) if jit else build(params, sparsity)
 
 
 def keep_from_masks(masks: Any, graph: DependencyGraph) -> dict[str, np.ndarray]:
@@ -168,7 +182,7 @@ def keep_from_masks(masks: Any, graph: DependencyGraph) -> dict[str, np.ndarray]
             if tuple(np.shape(leaves[m.path])) != graph.shapes[("params", m.path)]:
                 raise ConfigError(f"masks[{m.path!r}]: got shape {np.shape(leaves[m.path])}; "
                                   f"expected {graph.shapes[('params', m.path)]}")
-            k = np.asarray(jnp.any(channel_view(leaves[m.path], m) != 0, axis=0))
+            k = np.any(channel_view(np.asarray(leaves[m.path]), m, np) != 0, axis=0)
             keep = k if keep is None else keep | k
         out[name] = keep
     return out
@@ -216,7 +230,7 @@ def check_masks(params: Any, masks: Any) -> None:
 def apply_masks(params: Any, masks: Any) -> Any:
     """``params * masks`` leaf by leaf (shapes checked)."""
     check_masks(params, masks)
-    return jax.tree.map(lambda p, m: p * m.astype(jnp.result_type(p)), params, masks)
+    return jax.tree.map(lambda p, m: p * jnp.asarray(m, jnp.result_type(p)), params, masks)
 
 
 def count_params(tree: Any) -> int:

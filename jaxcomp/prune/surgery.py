@@ -108,8 +108,8 @@ def slice_tree(tree: Any, collection: str, graph: _g.DependencyGraph,
         for ax, layout in enumerate(layouts):
             idx = _axis_index(layout, keep)
             if idx is not None:
-                leaf = jnp.take(leaf, jnp.asarray(idx), axis=ax)
-        return leaf
+                leaf = np.take(np.asarray(leaf), idx, axis=ax)
+        return jnp.asarray(leaf)
 
     return _paths.map_with_path(take, tree)
 
@@ -232,16 +232,18 @@ def shrunk_model(model: Model, params: Any, model_state: Any,
     def apply(p, s, x, *, train: bool = False, rng=None):
         key = (tuple(np.shape(x)), str(jnp.result_type(x)), bool(train), rng is not None)
         if key not in cache:
-            cache[key] = _program(model, abs_p, abs_s, x, train, rng is not None, counts)
-        prog = cache[key]
+            prog = _program(model, abs_p, abs_s, x, train, rng is not None, counts)
+            run = jax.jit(lambda args, prog=prog: _run(prog.jaxpr, prog.frame, prog.sizes, args))
+            cache[key] = (prog, run)
+        prog, run = cache[key]
         args = jax.tree.leaves(p) + jax.tree.leaves(s) + [x] + ([rng] if rng is not None
                                                                else [])
-        outs = _run(prog.jaxpr, prog.frame, prog.sizes, args)
+        outs = run(args)
         out, new_state = jax.tree.unflatten(prog.out_tree, outs)
         return out, (new_state if train else s)
 
     def init(key, x):
-        full_p, full_s = model.init(key, x)
+        full_p, full_s = jax.jit(model.init)(key, x)
         graph = graph_holder.get("g") or _g.dependency_groups(model, full_p, full_s, x)
         graph_holder["g"] = graph
         return slice_tree(full_p, "params", graph, keep), slice_tree(full_s, "state", graph,
@@ -308,7 +310,8 @@ def masked_params(params: Any, graph: _g.DependencyGraph,
         b = np.zeros(graph.groups[g].size, bool)
         b[idx] = True
         bools[g] = b
-    return _ch.apply_masks(params, _ch.masks_from_keep(params, graph, bools))
+    _ch.check_masks(params, params)
+    return jax.jit(lambda p: _ch.apply_masks(p, _ch.masks_from_keep(p, graph, bools)))(params)
 
 
 def masked_vs_shrunk(model: Model, params: Any, model_state: Any, small: Shrunk,
