@@ -21,7 +21,7 @@ WORKER = [sys.executable, "-m", "jaxcomp.distributed.worker"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 240  # a bound, not an expectation: the jobs take seconds on an idle machine
 
-BAD_INPUT_SCRIPT = r"""
+EIGHT_DEVICE_SCRIPT = r"""
 import json, optax
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.data import synthetic
@@ -42,6 +42,19 @@ catch("batch", lambda: fit_data_parallel(model, ds, optax.sgd(0.1), mesh=make_me
                                          epochs=1, batch_size=60))
 catch("sweep", lambda: init_stacked(model, ds, optax.sgd(0.1), seeds=range(6),
                                     mesh=make_mesh("sweep=4,data=2")))
+from jaxcomp.distributed.sharding import to_host
+import jax, numpy as np
+kw = dict(epochs=1, batch_size=32, seed=1)
+r1 = fit_data_parallel(model, ds, optax.adam(1e-2), mesh=make_mesh("data=8"), **kw)
+r2 = fit_data_parallel(model, ds, optax.adam(1e-2), mesh=make_mesh("data=4,model=2"),
+                       shard_min_size=64, **kw)
+out["fsdp_kernel_spec"] = list(r2.state.params["Dense_0"]["kernel"].sharding.spec)
+out["fsdp_mu_spec"] = list(r2.state.opt_state[0].mu["Dense_0"]["kernel"].sharding.spec)
+out["fsdp_bias_spec"] = list(r2.state.params["Dense_0"]["bias"].sharding.spec)
+out["fsdp_max_diff"] = max(float(np.abs(to_host(a) - to_host(b)).max())
+                           for a, b in zip(jax.tree.leaves(r1.state.params),
+                                           jax.tree.leaves(r2.state.params)))
+out["fsdp_nll"] = [r1.final["test_nll"], r2.final["test_nll"]]
 print(json.dumps(out))
 """
 
@@ -67,8 +80,8 @@ def runs(tmp_path_factory):
                       "--heartbeat-timeout", "5", "--mesh", "data=8", "--out",
                       str(d / "dies.json")],
             num_processes=2, devices_per_process=4, timeout_s=TIMEOUT, cwd=ROOT),
-        "bad_input": lambda: run_local([sys.executable, "-c", BAD_INPUT_SCRIPT], num_devices=8,
-                                       timeout_s=TIMEOUT, cwd=ROOT),
+        "eight_dev_script": lambda: run_local([sys.executable, "-c", EIGHT_DEVICE_SCRIPT],
+                                              num_devices=8, timeout_s=TIMEOUT, cwd=ROOT),
     }
     with ThreadPoolExecutor(len(jobs)) as pool:
         t0 = time.monotonic()
@@ -139,7 +152,7 @@ def test_one_process_dying_stops_the_other_without_results(runs):
 
 
 def test_bad_mesh_batch_and_sweep_size_on_8_devices(runs):
-    r = runs["bad_input"]
+    r = runs["eight_dev_script"]
     _ok(r)
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert "sweep=3,data=2,model=1 needs 6 devices but 8 are available" in out["mesh"]
@@ -147,3 +160,14 @@ def test_bad_mesh_batch_and_sweep_size_on_8_devices(runs):
                                    "the mesh's data axis size 8")
     assert out["sweep"].startswith("sweep.size: got 6; must be a positive multiple of the "
                                    "mesh's sweep axis size 4")
+
+
+def test_model_axis_shards_params_and_moments_with_same_results(runs):
+    r = runs["eight_dev_script"]
+    _ok(r)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["fsdp_kernel_spec"] == ["model"]           # (16, 8) kernel split on dim 0
+    assert out["fsdp_mu_spec"] == out["fsdp_kernel_spec"]
+    assert out["fsdp_bias_spec"] == []                     # 8 elements: replicated
+    assert out["fsdp_max_diff"] < 1e-5
+    assert out["fsdp_nll"][1] == pytest.approx(out["fsdp_nll"][0], rel=1e-5)

@@ -46,6 +46,7 @@ from jaxcomp.data.dataset import Dataset, epoch_permutation
 from jaxcomp.distributed.feed import batch_arrays, epoch_arrays, eval_batches
 from jaxcomp.distributed.mesh import make_mesh
 from jaxcomp.distributed.sharding import (
+    MIN_SHARD_SIZE,
     check_divisible,
     put_global,
     replicated,
@@ -60,10 +61,11 @@ from jaxcomp.train.step import LossFn, eval_step_fn, train_step_fn
 
 
 def sharded_init(model: Model, ds: Dataset, tx: optax.GradientTransformation, mesh: Mesh, *,
-                 seed: int, transform: Transform | None = None) -> TrainState:
+                 seed: int, transform: Transform | None = None,
+                 shard_min_size: int = MIN_SHARD_SIZE) -> TrainState:
     """``init_state`` computed under jit straight into its mesh shardings (no host copy)."""
     init = lambda: init_state(model, ds, tx, seed=seed, transform=transform)
-    shardings = state_shardings(mesh, jax.eval_shape(init))
+    shardings = state_shardings(mesh, jax.eval_shape(init), min_size=shard_min_size)
     return jax.jit(init, out_shardings=shardings)()
 
 
@@ -75,7 +77,11 @@ def evaluate_sharded(model: Model, state: TrainState, x: np.ndarray, y: np.ndarr
     The last batch is padded with zero-weight examples; the batch size is
     rounded up to a multiple of the ``data`` axis.
     """
-    fn = step_fn or _eval_fn(model, transform, mesh, state)
+    fn = step_fn
+    if fn is None:
+        sh = state_shardings(mesh, state)
+        state = put_global(state, sh)
+        fn = _eval_fn(model, transform, mesh, sh)
     totals = {"correct": 0.0, "nll": 0.0, "count": 0.0}
     for xb, yb, wb in eval_batches(mesh, x, y, batch_size):
         out = fn(state.params, state.comp_state, state.model_state, xb, yb, wb)
@@ -85,8 +91,7 @@ def evaluate_sharded(model: Model, state: TrainState, x: np.ndarray, y: np.ndarr
             "nll": totals["nll"] / totals["count"]}
 
 
-def _eval_fn(model, transform, mesh, state):
-    sh = state_shardings(mesh, state)
+def _eval_fn(model, transform, mesh, sh):
     b = NamedSharding(mesh, P("data"))
     return jax.jit(eval_step_fn(model, transform),
                    in_shardings=(sh.params, sh.comp_state, sh.model_state, b, b, b),
@@ -133,7 +138,8 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
                       checkpoint_dir: str | None = None, eval_every: int = 1,
                       eval_batch_size: int = 1000, progress: bool = False,
                       on_epoch: Callable[[int, TrainState, dict], None] | None = None,
-                      extra_batch: Callable | None = None, loss_state: Any = None) -> FitResult:
+                      extra_batch: Callable | None = None, loss_state: Any = None,
+                      shard_min_size: int = MIN_SHARD_SIZE) -> FitResult:
     """Train like :func:`jaxcomp.train.fit`, with batches split over ``mesh``'s ``data`` axis.
 
     Args:
@@ -148,6 +154,8 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
       progress: accepted for drop-in compatibility with ``fit``; no bar is shown.
       extra_batch: not supported (per-example extras would need sharding too);
         must be ``None``.
+      shard_min_size: with a ``model`` axis > 1, leaves with at least this many
+        elements are split over it (see ``state_shardings``).
 
     Returns:
       A :class:`jaxcomp.train.FitResult` whose state lives on the mesh.
@@ -170,8 +178,9 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
                           f"{jax.process_count()} processes is not supported yet")
     del progress
     if state is None:
-        state = sharded_init(model, ds, tx, mesh, seed=seed, transform=transform)
-    state_sh = state_shardings(mesh, state)
+        state = sharded_init(model, ds, tx, mesh, seed=seed, transform=transform,
+                             shard_min_size=shard_min_size)
+    state_sh = state_shardings(mesh, state, min_size=shard_min_size)
     ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir else None
     start = 0
     if ckpt is not None:
@@ -185,7 +194,7 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
     ls = put_global(loss_state, replicated(mesh)) if has_ls else None
     step = train_step_fn(model, tx, transform, loss_fn)
     run = (_epoch_fn if scan else _step_fn)(step, state_sh, mesh, has_ls)
-    eval_fn = _eval_fn(model, transform, mesh, state)
+    eval_fn = _eval_fn(model, transform, mesh, state_sh)
     steps = len(ds.x_train) // batch_size
     history: list[dict[str, float]] = []
     result = FitResult(state, history)

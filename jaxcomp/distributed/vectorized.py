@@ -122,7 +122,11 @@ def evaluate_stacked(model: Model, state: TrainState, x: np.ndarray, y: np.ndarr
                      mesh: Mesh, transform: Transform | None = None, batch_size: int = 1000,
                      step_fn: Callable | None = None) -> dict[str, np.ndarray]:
     """Per-setting accuracy and NLL, ``(S,)`` arrays; batches split over ``data``."""
-    fn = step_fn or _stacked_eval(model, transform, mesh, stacked_shardings(mesh, state))
+    fn = step_fn
+    if fn is None:
+        sh = stacked_shardings(mesh, state)
+        state = put_global(state, sh)
+        fn = _stacked_eval(model, transform, mesh, sh)
     totals: dict[str, np.ndarray] = {}
     for xb, yb, wb in eval_batches(mesh, x, y, batch_size):
         out = fn(state.params, state.comp_state, state.model_state, xb, yb, wb)
