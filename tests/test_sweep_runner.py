@@ -57,8 +57,13 @@ def _after_train(cfg, ctx):
         if cfg.method == "state" else float(cfg.factor)
 
 
+def _validate(cfg):
+    if cfg.factor < 0:
+        raise ConfigError(f"toy.factor: got {cfg.factor}; allowed range [0, inf)")
+
+
 TOY = types.SimpleNamespace(
-    VECTOR_KEYS=("factor",),
+    VECTOR_KEYS=("factor",), validate=_validate,
     default_config=lambda: ml_collections.ConfigDict({"method": "none", "factor": 1.0}),
     setup=_setup, after_train=_after_train)
 
@@ -211,3 +216,27 @@ def test_extra_arrays_are_recognized_only_when_they_index_training_rows():
     assert extra_arrays_of(lambda idx: {"t": np.zeros(len(idx))}, ds) is None
     assert extra_arrays_of(types.SimpleNamespace(arrays={"t": np.zeros(4)}), ds) is None
     assert extra_arrays_of(None, ds) is None
+
+
+def test_family_validation_runs_before_anything(toy_family, tmp_path):
+    cfg = tiny_config()
+    cfg.toy.method = "state"
+    with pytest.raises(ConfigError, match=r"toy.factor: got -1.0"):
+        SweepRunner(cfg, product({"toy.factor": [1.0, -1.0]}), str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_failing_vectorized_program_falls_back_to_one_by_one(tmp_path, monkeypatch):
+    import jaxcomp.sweep.runner as runner_mod
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(runner_mod, "train_stacked", boom)
+    s = SweepRunner(tiny_config(epochs=1), product({"seed": [0, 1]}), str(tmp_path),
+                    progress=False).run()
+    assert (s["vectorized"], s["sequential"], s["error"]) == (0, 2, 0)
+    recs = ResultStore(tmp_path).records()
+    assert [r["seed"] for r in recs] == [0, 1]
+    assert all("vectorized program failed: RuntimeError: out of memory" in r["path_reason"]
+               for r in recs)

@@ -170,8 +170,13 @@ class SweepRunner:
         if vectorize not in ("auto", True, False):
             raise ConfigError(f"sweep vectorize: got {vectorize!r}; allowed 'auto', True, False")
         pairs = expand(base, spec)
-        for _, cfg in pairs:
+        fams = families.available()
+        for _, cfg in pairs:  # every setting's values are checked before anything runs
             validate(cfg)
+            for name, fam in fams.items():
+                if name in cfg and cfg[name].get("method", "none") != "none" and \
+                        callable(getattr(fam, "validate", None)):
+                    fam.validate(cfg[name])
         self.base, self.spec = base, spec
         self.runs = [Run(i, s, c, config_hash(c.to_dict())) for i, (s, c) in enumerate(pairs)]
         self.chunk_size, self.vectorize, self.progress = chunk_size, vectorize, progress
@@ -419,10 +424,20 @@ class SweepRunner:
                 if not reason:
                     ctxs, states, reason = self._contexts(runs)
                     if not reason:
-                        recs = self._vectorized(runs, ctxs, states, gk, prog_cache)
-                if recs is None:
+                        try:
+                            recs = self._vectorized(runs, ctxs, states, gk, prog_cache)
+                        except ConfigError:
+                            raise
+                        except Exception as e:  # e.g. out of memory: go one by one
+                            reason = f"the vectorized program failed: {type(e).__name__}: " \
+                                     f"{str(e)[:300]}"
+                            done = self.store.finished_keys()
+                            recs = [r for r in self.store.latest() if r["key"] in done and
+                                    r["key"] in {x.key for x in runs}]
+                            runs = [r for r in runs if r.key not in done]
+                if recs is None or reason:
                     self.log(f"sweep: group {gk}: {len(runs)} run(s) one by one ({reason})")
-                    recs = []
+                    recs = list(recs or [])
                     for r in runs:
                         recs.append(self._sequential(r, reason, gk))
                         self._advance()
