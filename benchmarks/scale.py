@@ -5,7 +5,9 @@ sweep on 1 device.
 The 8 "devices" share this machine's cores, so no speed-up is possible: the
 ratio of throughputs (8 devices / 1 device) measures the cost of sharding the
 sweep axis (per-device dispatch, smaller per-device matmuls, collectives for
-the replicated metrics). Target: >= 0.8.
+the replicated metrics). Target: >= 0.8. Because wall-clock time on a shared
+machine drifts with other processes' load, the process-CPU-time ratio is
+reported beside it.
 
 Each variant runs in its own subprocess (``XLA_FLAGS`` must be set before JAX
 is imported); the two alternate (interleaved), ``--reps`` times each; each child
@@ -90,8 +92,8 @@ def main() -> None:
     p.add_argument("--settings", type=int, default=32)
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per child")
     p.add_argument("--reps", type=int, default=5, help="children per variant (>= 5)")
-    p.add_argument("--num-train", type=int, default=4096)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-train", type=int, default=8192)
+    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--timeout", type=float, default=300)
     args = p.parse_args()
     if args.child:
@@ -118,6 +120,12 @@ def main() -> None:
         "cpu_ratio": round(med[1]["cpu"] / med[args.devices]["cpu"], 3),
         "reps": args.reps, "epochs_per_rep": args.epochs,
         "same_loss": bool(abs(losses[1][0] - losses[args.devices][0]) < 1e-4)}))
+    cpu_ratio = med[1]["cpu"] / med[args.devices]["cpu"]
+    print(json.dumps({
+        "name": f"sweep_axis_cpu_efficiency_{args.devices}cpu", "value": round(cpu_ratio, 3),
+        "unit": "x (process CPU time 1 dev / 8 dev per epoch)", "target": 0.8,
+        "ok": cpu_ratio >= 0.8, "note": "robust to other load on the machine; wall-clock "
+                                        "ratio above is the headline"}))
     print(json.dumps({"name": "sweep_throughput_1cpu", "value": round(thr[1]),
                       "unit": "setting-examples/s", "target": None, "ok": True}))
     print(json.dumps({"name": f"sweep_throughput_{args.devices}cpu",
