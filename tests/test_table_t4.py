@@ -1,0 +1,27 @@
+"""T4's quick mode runs end to end and returns a well-formed result (claims not asserted)."""
+
+import importlib.util
+import math
+
+from jaxcomp.experiment.paper_table import TableResult, repo_root
+
+
+def test_t4_quick_structure():
+    path = repo_root() / "experiments" / "t4_lottery.py"
+    spec = importlib.util.spec_from_file_location("t4_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.TABLE == "T4"
+    res = mod.run(quick=True)
+    assert isinstance(res, TableResult) and res.quick
+    assert [c.id for c in res.claims] == ["a", "b", "c"]
+    assert all(math.isfinite(c.value) for c in res.claims)
+    # quick: 1 seed, dense + 2 IMP rounds + 2 controls at round 2
+    assert res.ours["train_runs"] == 5
+    tickets = [r for r in res.rows if r["run"] == "ticket"]
+    assert [r["round"] for r in tickets] == [1, 2]
+    # 20% of each hidden layer's and 10% of the output layer's survivors pruned per round.
+    dens = next(v for k, v in res.ours.items() if k.endswith("layer_density"))
+    assert math.isclose(dens["Dense_0/kernel"], 0.64, abs_tol=1e-4)
+    assert math.isclose(dens["Dense_2/kernel"], 0.81, abs_tol=1e-3)
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in res.rows)
