@@ -12,10 +12,10 @@ launcher exits for any reason.
 Example:
     >>> import sys
     >>> from jaxcomp.distributed.launch import run_local
-    >>> code = "import jax; print(jax.device_count())"
+    >>> code = "import os; print(os.environ['XLA_FLAGS'])"
     >>> r = run_local([sys.executable, "-c", code], num_devices=3, timeout_s=60)
     >>> r.returncode, r.stdout.strip()
-    (0, '3')
+    (0, '--xla_force_host_platform_device_count=3')
 """
 
 from __future__ import annotations

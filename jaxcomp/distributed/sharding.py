@@ -131,6 +131,36 @@ def put_global(tree: Any, shardings: Any) -> Any:
     return jax.tree.map(_put_array, tree, shardings)
 
 
+def shard_stacked(tree: Any, mesh: Mesh) -> Any:
+    """A stacked sweep state on the mesh, its leading setting axis split over ``sweep``."""
+    return put_global(tree, stacked_shardings(mesh, tree))
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Every leaf of ``tree`` whole on every device of ``mesh``."""
+    return put_global(tree, replicated(mesh))
+
+
+def shard_batch(batch: Any, mesh: Mesh, what: str = "train.batch_size") -> Any:
+    """A (global, numpy) batch dict split over ``data`` along its leading axis.
+
+    Raises ConfigError (naming ``what``) unless the batch size is a multiple of
+    the ``data`` axis size.
+
+    Example:
+        >>> import numpy as np
+        >>> from jaxcomp.distributed import make_mesh
+        >>> b = shard_batch({"x": np.ones((4, 2)), "y": np.arange(4)}, make_mesh())
+        >>> b["x"].sharding.spec
+        PartitionSpec('data',)
+    """
+    sizes = {np.shape(x)[0] for x in jax.tree.leaves(batch)}
+    if len(sizes) != 1:
+        raise ConfigError(f"{what}: the batch's arrays disagree on the batch size: {sorted(sizes)}")
+    check_divisible(what, sizes.pop(), mesh, "data")
+    return put_global(batch, batch_sharding(mesh))
+
+
 def process_rows(sharding: NamedSharding, global_shape: tuple[int, ...],
                  axis: int = 0) -> slice:
     """The contiguous range of ``axis`` indices this process's devices hold.
@@ -196,5 +226,6 @@ def constrain(tree: Any, shardings: Any) -> Any:
 
 __all__ = [
     "batch_sharding", "check_divisible", "constrain", "from_process_rows", "process_rows",
-    "put_global", "replicated", "stacked_shardings", "state_shardings", "to_host",
+    "put_global", "replicate", "replicated", "shard_batch", "shard_stacked",
+    "stacked_shardings", "state_shardings", "to_host",
 ]
