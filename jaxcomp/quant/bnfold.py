@@ -127,7 +127,9 @@ def fold_batchnorm(model: Model, params: Any, model_state: Any, x: Any) -> Folde
 
     def apply(p, ms, xb, *, train: bool = False, rng=None):
         del ms, train
-        with intercept_linen(sorted(folded_layers | bn_paths), hook):
+        # check=False: an outer interceptor (e.g. the integer path) may replace a layer's
+        # call, so this one does not see it
+        with intercept_linen(sorted(folded_layers | bn_paths), hook, check=False):
             out, _ = model.apply(p, {}, xb, train=False, rng=rng)
         return out, {}
 

@@ -1,0 +1,116 @@
+"""Integer export (int8/int4 packed, orbax) and the integer inference path."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcomp.core.errors import ConfigError
+from jaxcomp.data import digits, synthetic
+from jaxcomp.models import get_model
+from jaxcomp.quant import quantize
+from jaxcomp.quant.act import act_quant
+from jaxcomp.quant.bnfold import fold_batchnorm
+from jaxcomp.quant.export import (
+    codes,
+    dequantize_tree,
+    dir_bytes,
+    export_int,
+    pack_int4,
+    restore,
+    save,
+    unpack_int4,
+)
+from jaxcomp.quant.intinfer import int_model
+from jaxcomp.quant.transform import fake_quant_params
+from jaxcomp.train import fit
+
+
+@pytest.mark.parametrize("bits,sym,axis", [(8, True, -1), (4, True, -1), (8, False, None),
+                                           (3, False, 0)])
+def test_export_codes_equal_quantize(bits, sym, axis):
+    w = np.asarray(jax.random.normal(jax.random.key(bits), (37, 11)), np.float32)
+    qt = export_int({"d": {"kernel": w}}, bits, per_channel=axis is not None,
+                    axis=axis if axis is not None else -1, symmetric=sym)
+    leaf = qt["d"]["kernel"]
+    q, s, z = quantize(jnp.asarray(w), bits, axis=axis, symmetric=sym)
+    # XLA's division may differ from itself by an ulp between eager and jit, so a code
+    # can flip at an exact tie; anything beyond that is a bug
+    diff = np.abs(codes(leaf).astype(int) - np.asarray(q, int))
+    assert diff.max() <= 1 and diff.mean() < 1e-2
+    np.testing.assert_allclose(leaf["scale"], s, rtol=1e-6)
+    np.testing.assert_array_equal(leaf["zero_point"], z)
+    assert leaf["q"].dtype == (np.uint8 if bits <= 4 else np.int8)
+
+
+def test_int4_pack_roundtrip_numpy_and_jit():
+    q = np.asarray(jax.random.randint(jax.random.key(0), (5, 7), -8, 8), np.int8)
+    p = pack_int4(q)
+    assert p.shape == (18,) and p.dtype == np.uint8
+    np.testing.assert_array_equal(unpack_int4(p, q.shape), q)
+    np.testing.assert_array_equal(jax.jit(lambda b: unpack_int4(b, (5, 7)))(jnp.asarray(p)), q)
+
+
+def test_orbax_roundtrip_and_bytes(tmp_path):
+    params = {f"Dense_{i}": {"kernel": np.asarray(jax.random.normal(jax.random.key(i),
+                                                                     (256, 128)), np.float32),
+                             "bias": np.zeros(128, np.float32)} for i in range(2)}
+    fp32 = sum(x.nbytes for x in jax.tree.leaves(params))
+    for bits, min_ratio in ((8, 3.5), (4, 6.0)):
+        qt = export_int(params, bits)
+        path = tmp_path / f"int{bits}"
+        save(str(path), qt)
+        back = restore(str(path))
+        for a, b in zip(jax.tree.leaves(qt), jax.tree.leaves(back), strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(dequantize_tree(back)["Dense_0"]["kernel"],
+                                   fake_quant_params(params, bits)["Dense_0"]["kernel"],
+                                   atol=1e-6)
+        assert fp32 / dir_bytes(str(path)) > min_ratio
+
+
+def test_export_errors():
+    w = np.ones((4, 4), np.float32)
+    with pytest.raises(ConfigError, match="2-8 bits"):
+        export_int({"k": {"kernel": w}}, 16)
+    with pytest.raises(ConfigError, match="NaN"):
+        export_int({"k": {"kernel": w * np.nan}}, 8)
+    qt = export_int({"k": {"kernel": np.zeros((4, 4), np.float32)}}, 8)  # all-zero: defined
+    assert np.all(qt["k"]["kernel"]["scale"] == 1) and np.all(qt["k"]["kernel"]["q"] == 0)
+
+
+def test_int_path_matches_fake_quant_on_trained_mlp():
+    ds = digits()
+    base = get_model("mlp", input_shape=ds.input_shape, num_classes=10, features=(64, 32))
+    res = fit(base, ds, optax.adam(3e-3), epochs=8, batch_size=64, seed=0, progress=False)
+    params = res.state.params
+    aq = act_quant(base, ["Dense_.*"], bits=8)
+    _, ms = aq.model.init(jax.random.key(0), ds.x_train[:1])
+    ms = aq.calibrate(params, ms, [ds.x_train[i:i + 256] for i in range(0, 1024, 256)])
+    fq, _ = jax.jit(aq.model.apply)(fake_quant_params(params, 8), ms, ds.x_test)
+    imodel = int_model(base, export_int(params, 8), ms["act_quant"])
+    yi, _ = jax.jit(imodel.apply)(None, {}, ds.x_test)
+    agree = float(jnp.mean(jnp.argmax(yi, -1) == jnp.argmax(fq, -1)))
+    assert agree >= 0.999
+    assert float(jnp.mean(jnp.argmax(yi, -1) == ds.y_test)) > 0.85
+    int4 = int_model(base, export_int(params, 4), ms["act_quant"])
+    y4, _ = int4.apply(None, {}, ds.x_test[:64])
+    fq4, _ = aq.model.apply(fake_quant_params(params, 4), ms, ds.x_test[:64])
+    np.testing.assert_allclose(y4, fq4, atol=1e-3, rtol=1e-3)
+
+
+def test_int_path_conv_folded_rescnn():
+    ds = synthetic(num_train=64, num_test=64, shape=(8, 8, 1), num_classes=4)
+    base = get_model("rescnn", input_shape=(8, 8, 1), num_classes=4, channels=(4, 8))
+    params, ms0 = base.init(jax.random.key(0), ds.x_train[:2])
+    f = fold_batchnorm(base, params, ms0, ds.x_train[:2])
+    aq = act_quant(f.model, ["stem", "block.*/(conv.*|proj)", "head"], bits=8)
+    _, ms = aq.model.init(jax.random.key(0), ds.x_train[:2])
+    ms = aq.calibrate(f.params, ms, [ds.x_train])
+    fq, _ = jax.jit(aq.model.apply)(fake_quant_params(f.params, 8), ms, ds.x_test)
+    imodel = int_model(f.model, export_int(f.params, 8), ms["act_quant"])
+    yi, _ = jax.jit(imodel.apply)(None, {}, ds.x_test)
+    np.testing.assert_allclose(yi, fq, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ConfigError, match="activation range"):
+        int_model(f.model, export_int(f.params, 8), {})
