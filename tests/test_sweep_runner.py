@@ -135,8 +135,15 @@ def test_baked_number_falls_back_to_one_by_one(toy_family, tmp_path):
 def test_resume_skips_finished_runs_without_duplicates(tmp_path):
     cfg = tiny_config(epochs=1)
     spec = product({"seed": [0, 1, 2]})
-    first = SweepRunner(cfg, spec, str(tmp_path), progress=False).run()
+    placed = []
+
+    def place(tree):  # the device-placement hook sees the stacked settings axis first
+        placed.append({jax.tree.leaves(tree)[0].shape[0]})
+        return tree
+
+    first = SweepRunner(cfg, spec, str(tmp_path), progress=False, place=place).run()
     assert first["ran"] == 3 and first["compiles"] == 1
+    assert placed == [{3}]
     lines = (tmp_path / "results.jsonl").read_text()
     again = SweepRunner(cfg, spec, str(tmp_path), progress=False).run()
     assert (again["skipped"], again["ran"]) == (3, 0)
