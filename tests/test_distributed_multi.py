@@ -59,6 +59,19 @@ print(json.dumps(out))
 """
 
 
+def _die_then_resume(d):
+    """Process 1 of 2 dies after epoch 1; a fresh pair resumes from the checkpoint."""
+    dp = WORKER + ["--task", "dp", "--mesh", "data=8", "--heartbeat-timeout", "5",
+                   "--checkpoint-dir", str(d / "ckpt")]
+    died = launch_local(dp + ["--epochs", "4", "--die-after-epoch", "1", "--out",
+                              str(d / "dies.json")],
+                        num_processes=2, devices_per_process=4, timeout_s=TIMEOUT, cwd=ROOT)
+    ckpts = sorted(os.listdir(d / "ckpt"))
+    resumed = launch_local(dp + ["--epochs", "2", "--out", str(d / "resumed.json")],
+                           num_processes=2, devices_per_process=4, timeout_s=TIMEOUT, cwd=ROOT)
+    return {"died": died, "ckpts_after_death": ckpts, "resumed": resumed}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("dist")
@@ -75,11 +88,7 @@ def runs(tmp_path_factory):
             WORKER + ["--task", "dp", "--init-timeout", "2", "--coordinator",
                       f"127.0.0.1:{free_port()}", "--num-processes", "2", "--process-id", "1"],
             num_devices=4, timeout_s=TIMEOUT, cwd=ROOT),
-        "dies": lambda: launch_local(
-            WORKER + ["--task", "dp", "--epochs", "4", "--die-after-epoch", "1",
-                      "--heartbeat-timeout", "5", "--mesh", "data=8", "--out",
-                      str(d / "dies.json")],
-            num_processes=2, devices_per_process=4, timeout_s=TIMEOUT, cwd=ROOT),
+        "dies": lambda: _die_then_resume(d),
         "eight_dev_script": lambda: run_local([sys.executable, "-c", EIGHT_DEVICE_SCRIPT],
                                               num_devices=8, timeout_s=TIMEOUT, cwd=ROOT),
     }
@@ -142,7 +151,7 @@ def test_coordinator_that_never_answers_times_out_cleanly(runs):
 
 
 def test_one_process_dying_stops_the_other_without_results(runs):
-    p0, p1 = runs["dies"]
+    p0, p1 = runs["dies"]["died"]
     assert p1.returncode == 17 and "dying after epoch 1" in p1.stderr
     assert not p0.timed_out, "the surviving process hung"
     assert p0.returncode != 0
@@ -171,3 +180,19 @@ def test_model_axis_shards_params_and_moments_with_same_results(runs):
     assert out["fsdp_bias_spec"] == []                     # 8 elements: replicated
     assert out["fsdp_max_diff"] < 1e-5
     assert out["fsdp_nll"][1] == pytest.approx(out["fsdp_nll"][0], rel=1e-5)
+
+
+def test_resume_after_a_death_on_two_processes_matches_one_device(runs):
+    """Only process 0 wrote the epoch-1 checkpoint; the resumed pair ends where an
+    uninterrupted single-device run does."""
+    assert "epoch_1.npz" in runs["dies"]["ckpts_after_death"]
+    assert not [f for f in runs["dies"]["ckpts_after_death"] if f.startswith(".")]
+    for r in runs["dies"]["resumed"]:
+        _ok(r)
+    got = json.loads((runs["dir"] / "resumed.json").read_text())
+    assert [h["epoch"] for h in got["dp"]["history"]] == [2]
+    ref = runs["ref"]["dp"]
+    np.testing.assert_allclose(got["dp"]["params"], ref["params"], rtol=1e-4, atol=1e-5)
+    assert got["dp"]["history"][0]["test_nll"] == pytest.approx(ref["history"][1]["test_nll"],
+                                                                rel=1e-4)
+    assert sorted(os.listdir(runs["dir"] / "ckpt")) == ["epoch_1.npz", "epoch_2.npz"]

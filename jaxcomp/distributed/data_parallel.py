@@ -43,6 +43,7 @@ from jax.sharding import PartitionSpec as P
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset, epoch_permutation
+from jaxcomp.distributed.checkpoint import HostCheckpointer
 from jaxcomp.distributed.feed import batch_arrays, epoch_arrays, eval_batches
 from jaxcomp.distributed.mesh import make_mesh
 from jaxcomp.distributed.sharding import (
@@ -54,7 +55,6 @@ from jaxcomp.distributed.sharding import (
     to_host,
 )
 from jaxcomp.flax.model import Model
-from jaxcomp.train.checkpoint import Checkpointer
 from jaxcomp.train.loop import FitResult, init_state
 from jaxcomp.train.state import TrainState
 from jaxcomp.train.step import LossFn, eval_step_fn, train_step_fn
@@ -149,8 +149,8 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
       scan: one ``lax.scan`` per epoch over the epoch's batches (default: for
         models without a model state); otherwise one jitted call per step.
       eval_batch_size: examples per evaluation call (rounded up to the data axis).
-      checkpoint_dir: save every epoch and resume from the newest checkpoint
-        (single process only for now).
+      checkpoint_dir: save every epoch (process 0 writes) and resume from the
+        newest checkpoint (see :class:`~jaxcomp.distributed.checkpoint.HostCheckpointer`).
       progress: accepted for drop-in compatibility with ``fit``; no bar is shown.
       extra_batch: not supported (per-example extras would need sharding too);
         must be ``None``.
@@ -173,15 +173,12 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
     if extra_batch is not None:
         raise ConfigError("fit_data_parallel: extra_batch (per-example extras such as cached "
                           "teacher logits) is not supported on a mesh yet; use jaxcomp.train.fit")
-    if checkpoint_dir and jax.process_count() > 1:
-        raise ConfigError(f"train.checkpoint: checkpoint_dir={checkpoint_dir!r} with "
-                          f"{jax.process_count()} processes is not supported yet")
     del progress
     if state is None:
         state = sharded_init(model, ds, tx, mesh, seed=seed, transform=transform,
                              shard_min_size=shard_min_size)
     state_sh = state_shardings(mesh, state, min_size=shard_min_size)
-    ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir else None
+    ckpt = HostCheckpointer(checkpoint_dir) if checkpoint_dir else None
     start = 0
     if ckpt is not None:
         restored, last = ckpt.restore_latest(state)

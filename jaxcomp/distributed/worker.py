@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dp-mesh", default=None,
                    help="mesh for the data-parallel run (default: --mesh)")
     p.add_argument("--out", default=None, help="results JSON (written by process 0 only)")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="data-parallel run: checkpoint every epoch here, resume from it")
     p.add_argument("--die-after-epoch", type=int, default=0,
                    help="testing: the process --die-process exits abruptly after this epoch")
     p.add_argument("--die-process", type=int, default=1)
@@ -85,7 +87,8 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
     if args.task in ("dp", "both"):
         dp_mesh = make_mesh(parse_mesh(args.dp_mesh)) if args.dp_mesh else mesh
         r = fit_data_parallel(model, ds, optax.adam(1e-2), mesh=dp_mesh, epochs=args.epochs,
-                              batch_size=args.batch_size, seed=3, on_epoch=maybe_die)
+                              batch_size=args.batch_size, seed=3, on_epoch=maybe_die,
+                              checkpoint_dir=args.checkpoint_dir)
         rows = process_rows(batch_sharding(dp_mesh), (args.batch_size,))
         out["dp"] = {"history": r.history, "params": _flat(r.state.params),
                      "mesh": dict(dp_mesh.shape), "process0_rows": [rows.start, rows.stop]}
