@@ -230,11 +230,22 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     if group is not None:
         kw.update(coordinator_address=group.coordinator, num_processes=group.num_processes,
                   process_id=group.process_id)
+    _cpu_collectives()
     try:
         jax.distributed.initialize(**kw)
     except (RuntimeError, ValueError) as e:
         raise ConfigError(f"distributed: jax.distributed.initialize failed: {e}") from None
     return group
+
+
+def _cpu_collectives() -> None:
+    """CPU devices of different processes talk through gloo (the jax 0.10 default;
+    set explicitly in case a default of 'none' comes back)."""
+    try:
+        if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except AttributeError:  # an older/newer jax without this option
+        pass
 
 
 def is_writer() -> bool:
