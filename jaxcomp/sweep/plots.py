@@ -56,6 +56,7 @@ def plot_pareto(path: str | os.PathLike, table: list[dict[str, Any]], group_by: 
         if group_by:
             ax.annotate(_label(g, group_by), (x[i], y[i]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
+    ax.margins(x=0.12, y=0.08)
     pos = x[np.isfinite(x)]
     if pos.size and (pos > 0).all() and pos.max() / pos.min() > 10:
         ax.set_xscale("log")
