@@ -8,6 +8,7 @@ Example:
     [True, False, True]
 """
 
+from jaxcomp.prune.dst import dynamic_sparse, rigl, set_
 from jaxcomp.prune.masks import (
     apply_masks,
     block_mask,
@@ -21,6 +22,7 @@ from jaxcomp.prune.masks import (
     sparsity_of,
     topk_mask,
 )
+from jaxcomp.prune.optax_wrapper import MaskedState, get_masks, masked_optimizer
 from jaxcomp.prune.pruner import (
     magnitude,
     masks_of,
@@ -31,10 +33,23 @@ from jaxcomp.prune.pruner import (
     snip,
     taylor,
 )
+from jaxcomp.prune.report import format_report, sparsity_report
 from jaxcomp.prune.scores import SCORES, score, snip_scores
-from jaxcomp.prune.select_k import order_keys, smallest_k
+from jaxcomp.prune.select_k import order_keys, smallest_k, smallest_k_groups
+from jaxcomp.prune.storage import (
+    decode,
+    decode_tree,
+    encode_bitmask,
+    encode_relative,
+    encode_tree,
+    nbytes,
+    tree_nbytes,
+)
 
 __all__ = [
+    "MaskedState", "decode", "decode_tree", "dynamic_sparse", "encode_bitmask",
+    "encode_relative", "encode_tree", "format_report", "get_masks", "masked_optimizer", "nbytes",
+    "rigl", "set_", "smallest_k_groups", "sparsity_report", "tree_nbytes",
     "SCORES", "apply_masks", "block_mask", "check_masks", "erk_masks", "erk_sparsities",
     "global_masks", "keep_largest", "layerwise_masks", "magnitude", "masks_of", "movement",
     "nm_mask", "order_keys", "prune_once", "pruner", "random", "score", "smallest_k", "snip",

@@ -26,6 +26,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +41,7 @@ from jaxcomp.core.select import Where, resolve_rules, selected_paths
 from jaxcomp.core.transform import Transform
 from jaxcomp.prune import masks as M
 from jaxcomp.prune import scores as S
+from jaxcomp.prune.select_k import count_for, smallest_k, smallest_k_groups
 
 ALLOCATIONS = ("layerwise", "global", "erk")
 STRUCTURES = ("unstructured", "n:m", "block")
@@ -165,97 +168,111 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
             state["acc"] = {p: jnp.zeros(pd[p].shape, jnp.float32) for p in sel}
         return state
 
-    def apply(params, state):
-        return _apply_masks(params, state["masks"])
-
-    def compute_masks(params, state, step, grads, key):
-        pd = paths.path_dict(params)
-        gd = paths.path_dict(grads) if grads is not None else {}
-        old = state["masks"]
-        names = list(old)
-        keys = dict(zip(names, jax.random.split(key, len(names)), strict=True)) \
-            if key is not None else {}
-        sc = {}
-        for p in names:
-            w = jnp.where(old[p], pd[p], 0) if monotone else pd[p]
-            s = S.score(score, w, gd.get(p), key=keys.get(p),
-                        acc=state.get("acc", {}).get(p), path=p)
-            sc[p] = jnp.where(old[p], s, -jnp.inf) if monotone else s
-        if per_path:
-            sp = {p: _clip(state["schedule"][p](step)) for p in names}
-        else:
-            sp = _clip(state["schedule"](step))
-        return _allocate(sc, sp, old)
-
-    def _allocate(sc, sp, old):
-        if structure == "n:m":
-            return {p: M.nm_mask(s, n, m, axis=axis, path=p) for p, s in sc.items()}
-        if structure == "block":
-            bs = {}
-            for p, s in sc.items():
-                b = M.block_scores(jnp.where(jnp.isfinite(s), s, 0.0), block, path=p,
-                                   reduce=block_reduce)
-                alive = M.block_scores(old[p].astype(jnp.float32), block, reduce="max") > 0
-                bs[p] = jnp.where(alive, b, -jnp.inf) if monotone else b
-            out = _by_allocation(bs, sp)
-            return {p: M.expand_blocks(k, block) for p, k in out.items()}
-        return _by_allocation(sc, sp)
-
-    def _by_allocation(sc, sp):
-        if per_path or allocation == "layerwise":
-            return {p: _topk(s, sp[p] if per_path else sp) for p, s in sc.items()}
-        if allocation == "global":
-            return _global(sc, sp, normalize)
-        return _erk(sc, sp, erk_power)
+    cfg = _Cfg(score, allocation, structure, normalize, int(n), int(m), int(axis), block,
+               block_reduce, bool(monotone), float(ema_decay), float(erk_power))
 
     def update(params, state, *, step, grads=None, key=None):
         if score in S.NEEDS_GRADS and grads is None:
             raise ConfigError(f"prune.method={score!r}: update needs grads=")
         if score == "random" and key is None:
             raise ConfigError("prune.method='random': update needs key= (a PRNG key)")
-        step = jnp.asarray(step, jnp.int32)
-        new = dict(state)
-        if score in S.ACCUMULATES:
-            pd = paths.path_dict(params)
-            gd = paths.path_dict(grads)
-            new["acc"] = {p: S.accumulate(score, a, pd[p], gd[p], ema_decay)
-                          for p, a in state["acc"].items()}
-        g = state["gate"]
-        is_update = (step >= g["begin"]) & (step <= g["end"]) & \
-            (jnp.mod(step - g["begin"], g["every"]) == 0)
-        new["masks"] = lax.cond(is_update,
-                                lambda: compute_masks(params, new, step, grads, key),
-                                lambda: state["masks"])
-        return new
+        return _update(cfg, params, state, jnp.asarray(step, jnp.int32), grads, key)
 
-    return Transform(init, apply, update)
+    return Transform(init, _apply, update)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cfg:
+    score: str
+    allocation: str
+    structure: str
+    normalize: str | None
+    n: int
+    m: int
+    axis: int
+    block: tuple[int, ...]
+    block_reduce: str
+    monotone: bool
+    ema_decay: float
+    erk_power: float
+
+
+@jax.jit
+def _apply(params, state):
+    """The params with pruned weights set to exactly zero."""
+    return _apply_masks(params, state["masks"])
+
+
+# One compiled update per (config, shapes), shared by every pruner built with that config,
+# so eager callers and sweeps over sparsity do not recompile. An outer jit inlines it.
+@functools.partial(jax.jit, static_argnums=0)
+def _update(cfg: _Cfg, params, state, step, grads, key):
+    new = dict(state)
+    if cfg.score in S.ACCUMULATES:
+        pd = paths.path_dict(params)
+        gd = paths.path_dict(grads)
+        new["acc"] = {p: S.accumulate(cfg.score, a, pd[p], gd[p], cfg.ema_decay)
+                      for p, a in state["acc"].items()}
+    g = state["gate"]
+    is_update = (step >= g["begin"]) & (step <= g["end"]) & \
+        (jnp.mod(step - g["begin"], g["every"]) == 0)
+    new["masks"] = lax.cond(is_update,
+                            lambda: _compute_masks(cfg, params, new, step, grads, key),
+                            lambda: state["masks"])
+    return new
+
+
+def _compute_masks(cfg: _Cfg, params, state, step, grads, key):
+    pd = paths.path_dict(params)
+    gd = paths.path_dict(grads) if grads is not None else {}
+    old = state["masks"]
+    names = list(old)
+    keys = dict(zip(names, jax.random.split(key, len(names)), strict=True)) \
+        if key is not None else {}
+    sc = {}
+    for p in names:
+        w = jnp.where(old[p], pd[p], 0) if cfg.monotone else pd[p]
+        s = S.score(cfg.score, w, gd.get(p), key=keys.get(p), acc=state.get("acc", {}).get(p),
+                    path=p)
+        sc[p] = jnp.where(old[p], s, -jnp.inf) if cfg.monotone else s
+    sched = state["schedule"]
+    per_path = isinstance(sched, dict)
+    sp = {p: _clip(sched[p](step)) for p in names} if per_path else _clip(sched(step))
+    if cfg.structure == "n:m":
+        return {p: M.nm_mask(s, cfg.n, cfg.m, axis=cfg.axis, path=p) for p, s in sc.items()}
+    if cfg.structure == "block":
+        bs = {}
+        for p, s in sc.items():
+            b = M.block_scores(jnp.where(jnp.isfinite(s), s, 0.0), cfg.block, path=p,
+                               reduce=cfg.block_reduce)
+            alive = M.block_scores(old[p].astype(jnp.float32), cfg.block, reduce="max") > 0
+            bs[p] = jnp.where(alive, b, -jnp.inf) if cfg.monotone else b
+        out = _by_allocation(cfg, bs, sp, per_path)
+        return {p: M.expand_blocks(k, cfg.block) for p, k in out.items()}
+    return _by_allocation(cfg, sc, sp, per_path)
+
+
+def _by_allocation(cfg: _Cfg, sc, sp, per_path):
+    names = list(sc)
+    if per_path or cfg.allocation in ("layerwise", "erk"):
+        if per_path:
+            per = sp
+        elif cfg.allocation == "erk":
+            per = M.erk_sparsities({p: sc[p].shape for p in names},
+                                   jnp.clip(sp, 0.0, 0.999999), power=cfg.erk_power)
+        else:
+            per = {p: sp for p in names}
+        z = jnp.stack([count_for(per[p], sc[p].size) for p in names])
+        pr = smallest_k_groups([sc[p] for p in names], tuple(range(len(names))), z)
+    else:
+        vals = [M._normalize(sc[p], cfg.normalize) if cfg.normalize else sc[p] for p in names]
+        total = sum(int(v.size) for v in vals)
+        pr = smallest_k(vals, count_for(sp, total))
+    return {p: ~k for p, k in zip(names, pr, strict=True)}
 
 
 def _clip(s):
     return jnp.clip(s, 0.0, 1.0)
-
-
-def _topk(s, sp):
-    from jaxcomp.prune.select_k import count_for, smallest_k
-
-    (pr,) = smallest_k([s], count_for(sp, s.size))
-    return ~pr
-
-
-def _global(sc, sp, normalize):
-    from jaxcomp.prune.select_k import count_for, smallest_k
-
-    names = list(sc)
-    vals = [M._normalize(sc[p], normalize) if normalize else sc[p] for p in names]
-    total = sum(int(v.size) for v in vals)
-    pr = smallest_k(vals, count_for(sp, total))
-    return {p: ~k for p, k in zip(names, pr, strict=True)}
-
-
-def _erk(sc, sp, power):
-    per = M.erk_sparsities({p: s.shape for p, s in sc.items()}, jnp.clip(sp, 0.0, 0.999999),
-                           power=power)
-    return {p: _topk(s, per[p]) for p, s in sc.items()}
 
 
 def _apply_masks(params, masks):
