@@ -104,8 +104,9 @@ def test_data_parallel_bad_input(setup):
                           extra_batch=lambda idx: {})
 
 
-def test_stacked_settings_with_per_setting_lr(setup, ref):
-    """Setting 1 (seed == data_seed, lr 0.1) is exactly ``fit``; lr 0 leaves setting 2 alone."""
+def test_stacked_settings_with_per_setting_lr(setup, ref, tmp_path):
+    """Setting 1 (seed == data_seed, lr 0.1) is exactly ``fit``; lr 0 leaves setting 2
+    alone; the run stops after epoch 1 and resumes from its checkpoint."""
     ds, model, mesh = setup
     tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.5)
     lrs = np.array([0.05, LR, 0.0], np.float32)
@@ -117,8 +118,10 @@ def test_stacked_settings_with_per_setting_lr(setup, ref):
     st = init_stacked(model, ds, tx, seeds=[0, SEED, 2], mesh=mesh, settings=lrs,
                       apply_setting=set_lr)
     init_params = setting(st.params, 2)
-    r = fit_stacked(model, ds, tx, st, mesh=mesh, epochs=EPOCHS, batch_size=BATCH,
-                    data_seed=SEED)
+    kw = dict(mesh=mesh, batch_size=BATCH, data_seed=SEED, checkpoint_dir=str(tmp_path))
+    first = fit_stacked(model, ds, tx, st, epochs=1, **kw)
+    r = fit_stacked(model, ds, tx, first.state, epochs=EPOCHS, **kw)
+    assert [h["epoch"] for h in r.history] == [2]          # resumed after epoch 1
     _close(ref.state.params, setting(r.state.params, 1))
     assert r.history[-1]["train_loss"][1] == pytest.approx(ref.final["train_loss"], rel=1e-5)
     assert r.history[-1]["test_accuracy"][1] == pytest.approx(ref.final["test_accuracy"])

@@ -42,6 +42,7 @@ from jax.sharding import PartitionSpec as P
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset, epoch_permutation
+from jaxcomp.distributed.checkpoint import HostCheckpointer
 from jaxcomp.distributed.feed import epoch_arrays, eval_batches
 from jaxcomp.distributed.sharding import (
     check_divisible,
@@ -172,7 +173,7 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
                 state: TrainState, *, mesh: Mesh, epochs: int, batch_size: int,
                 data_seed: int = 0, transform: Transform | None = None,
                 loss_fn: LossFn | None = None, loss_state: Any = None, eval_every: int = 1,
-                eval_batch_size: int = 1000,
+                eval_batch_size: int = 1000, checkpoint_dir: str | None = None,
                 on_epoch: Callable[[int, TrainState, dict], None] | None = None,
                 ) -> SweepResult:
     """Train the S stacked settings in ``state`` for ``epochs`` epochs.
@@ -183,6 +184,8 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
       data_seed: the shuffling seed, shared by every setting.
       loss_state: an optional pytree of per-setting loss numbers (leading axis S),
         read by the loss as ``batch["loss_state"]``.
+      checkpoint_dir: save the stacked state every epoch (process 0 writes) and
+        resume from the newest checkpoint there.
       Other arguments as in :func:`jaxcomp.train.fit`.
 
     Returns:
@@ -200,6 +203,12 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
         raise ConfigError(f"sweep.loss_state: leading axis {_num_settings(loss_state)} "
                           f"does not match the {s} stacked settings")
     state_sh = stacked_shardings(mesh, state)
+    ckpt = HostCheckpointer(checkpoint_dir) if checkpoint_dir else None
+    start = 0
+    if ckpt is not None:
+        restored, last = ckpt.restore_latest(state)
+        if restored is not None:
+            state, start = restored, last
     state = put_global(state, state_sh)
     ls_sh = None
     if loss_state is not None:
@@ -211,7 +220,7 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
     steps = len(ds.x_train) // batch_size
     history: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    for epoch in range(epochs):
+    for epoch in range(start, epochs):
         perm = epoch_permutation(len(ds.x_train), data_seed, epoch)[: steps * batch_size]
         perm = perm.reshape(steps, batch_size)
         xs, ys = epoch_arrays(mesh, ds.x_train, ds.y_train, perm)
@@ -224,6 +233,8 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
                                   step_fn=eval_fn)
             record.update({"test_accuracy": ev["accuracy"], "test_nll": ev["nll"]})
         history.append(record)
+        if ckpt is not None:
+            ckpt.save(state, epoch + 1)
         if on_epoch is not None:
             on_epoch(epoch + 1, state, record)
     return SweepResult(state, history, time.perf_counter() - t0)
