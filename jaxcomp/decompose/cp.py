@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -66,6 +67,9 @@ def svd_init(x: jax.Array, rank: int, key: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(out)
 
 
+_svd_init_jit = jax.jit(svd_init, static_argnums=1)
+
+
 def cp_als(x: jax.Array, rank: int, *, n_iter: int = 50, key: jax.Array | None = None,
            init: Sequence[jax.Array] | None = None, what: str = "kernel") -> CP:
     """CP decomposition by ``n_iter`` ALS sweeps.
@@ -86,13 +90,20 @@ def cp_als(x: jax.Array, rank: int, *, n_iter: int = 50, key: jax.Array | None =
     if init is None:
         if key is None:
             raise ConfigError(f"{what}: CP initialization needs an explicit key (or init=)")
-        factors = svd_init(x, rank, key)
+        factors = _svd_init_jit(x, rank, key)
     else:
         factors = tuple(jnp.asarray(f, jnp.float32) for f in init)
         want = [(s, rank) for s in x.shape]
         if [tuple(f.shape) for f in factors] != want:
             raise ConfigError(f"{what}: CP init shapes {[f.shape for f in factors]}; "
                               f"expected {want}")
+    return _als(x, tuple(factors), n_iter)
+
+
+@partial(jax.jit, static_argnums=2)
+def _als(x: jax.Array, factors: tuple[jax.Array, ...], n_iter: int) -> CP:
+    # one compiled function per (shapes, n_iter): repeated eager calls reuse it
+    rank = factors[0].shape[1]
     norm_x2 = jnp.sum(x * x)
 
     def sweep(i, carry):

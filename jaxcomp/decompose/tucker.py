@@ -24,6 +24,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -88,7 +89,11 @@ def tucker2(kernel: jax.Array, ranks: int | Sequence[int], *, n_iter: int = 10,
     """
     r_in, r_out = check_tucker2_ranks(jnp.shape(kernel), ranks, what)
     n_iter = check_iters(what, n_iter)
-    x = jnp.asarray(kernel, jnp.float32)
+    return _tucker2(jnp.asarray(kernel, jnp.float32), r_in, r_out, n_iter)
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _tucker2(x: jax.Array, r_in: int, r_out: int, n_iter: int) -> Tucker2:
     u_in = _top(_gram_in(x), r_in)
     u_out = _top(_gram_out(x), r_out)
 
