@@ -20,10 +20,9 @@ from jaxcomp.decompose import (
     tucker2,
     tucker2_reconstruct,
 )
+from jaxcomp.decompose.blas import one_blas_thread
 from jaxcomp.decompose.cp import svd_init
 from jaxcomp.decompose.tucker import tucker2_project
-
-from jaxcomp.decompose.blas import one_blas_thread
 
 tl.set_backend("numpy")
 

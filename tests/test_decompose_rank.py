@@ -71,12 +71,12 @@ def test_tucker2_rank_selectors():
 
 
 def _brute(cands, budget):
-    best, best_d = None, np.inf
+    best_d = np.inf
     for combo in itertools.product(*[range(len(c.ranks)) for c in cands.values()]):
         cost = sum(c.costs[i] for c, i in zip(cands.values(), combo, strict=True))
         dist = sum(c.distortion[i] for c, i in zip(cands.values(), combo, strict=True))
         if cost <= budget and dist < best_d:
-            best, best_d = combo, dist
+            best_d = dist
     return best_d
 
 
