@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="at most this many settings per vmapped program (memory bound)")
     p.add_argument("--no-vectorize", action="store_true",
                    help="run every setting one after another (the reference path)")
+    p.add_argument("--mesh", default=None, metavar="sweep=S[,data=D]",
+                   help="split the stacked settings of vectorized groups over the 'sweep' axis "
+                        "of a device mesh (jaxcomp.distributed), e.g. --mesh sweep=8")
     p.add_argument("--tensorboard", action="store_true",
                    help="write TensorBoard event files under OUT/tb/<run key> (needs tensorboardX)")
 
@@ -54,7 +57,15 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk_size < 1:
         raise ConfigError(f"--chunk-size: got {args.chunk_size}; allowed range [1, inf)")
     out = args.out or default_out(args.config)
-    runner = SweepRunner(cfg, spec, out, chunk_size=args.chunk_size,
+    place, multiple = None, 1
+    if args.mesh:
+        from jaxcomp.distributed.mesh import axis_size, make_mesh
+        from jaxcomp.distributed.sharding import shard_stacked
+
+        mesh = make_mesh(args.mesh)
+        place, multiple = (lambda tree: shard_stacked(tree, mesh)), axis_size(mesh, "sweep")
+    runner = SweepRunner(cfg, spec, out, chunk_size=args.chunk_size, place=place,
+                         multiple_of=multiple,
                          vectorize=False if args.no_vectorize else "auto",
                          progress=not args.no_progress, tensorboard=args.tensorboard,
                          config_path=args.config)

@@ -159,12 +159,15 @@ class SweepRunner:
       tensorboard: write TensorBoard event files under ``out_dir/tb/<key>``.
       place: called on each stacked state before training (device placement).
       config_path: recorded in the manifest.
+      multiple_of: chunk sizes are rounded up (padded) to a multiple of this, e.g. the
+        size of a device mesh's ``sweep`` axis that ``place`` shards over.
     """
 
     def __init__(self, base: ml_collections.ConfigDict, spec: Spec | None, out_dir: str, *,
                  chunk_size: int = 32, vectorize: bool | str = "auto", progress: bool = True,
                  tensorboard: bool = False, place: Callable[[Any], Any] | None = None,
-                 config_path: str = "", log: Callable[[str], None] | None = None):
+                 config_path: str = "", log: Callable[[str], None] | None = None,
+                 multiple_of: int = 1):
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ConfigError(f"sweep chunk_size: got {chunk_size!r}; allowed range [1, inf)")
         if vectorize not in ("auto", True, False):
@@ -181,6 +184,7 @@ class SweepRunner:
         self.runs = [Run(i, s, c, config_hash(c.to_dict())) for i, (s, c) in enumerate(pairs)]
         self.chunk_size, self.vectorize, self.progress = chunk_size, vectorize, progress
         self.place, self.tensorboard = place, tensorboard
+        self.multiple_of = max(1, int(multiple_of))
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.sweep_hash = config_hash({"base": base.to_dict(),
                                        "settings": [r.setting for r in self.runs]})
@@ -312,6 +316,7 @@ class SweepRunner:
         before = prog.compiles
         n = len(runs)
         size = -(-n // math.ceil(n / self.chunk_size))  # equal chunks of at most chunk_size
+        size = -(-size // self.multiple_of) * self.multiple_of  # e.g. the mesh's sweep axis
         idx = list(range(n))
         records = []
         for start in range(0, n, size):
