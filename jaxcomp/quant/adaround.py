@@ -9,7 +9,7 @@ warm-up (no regularization for the first 20% of the iterations). At the end
 ``h`` is hardened to 0/1. ``X`` are the layer's inputs in the float model,
 captured through the interception adapter; layers are done in order.
 
-Scales are per-channel symmetric min/max (as in round-to-nearest), so the
+Scales are symmetric min/max, per channel or per tensor (as in round-to-nearest), so the
 result only differs from RTN in the rounding direction — and exports to the
 same integer format.
 
@@ -94,10 +94,10 @@ def _capture_inputs(model: Model, params: Any, model_state: Any, x: Any,
 
 def adaround_layer(fn, x: jax.Array, w: jax.Array, bits: Any, *, iters: int = 1000,
                    lr: float = 1e-2, reg: float = 0.01, beta: tuple[float, float] = (20.0, 2.0),
-                   warmup: float = 0.2, batch: int = 256,
+                   warmup: float = 0.2, batch: int = 256, per_channel: bool = True,
                    key: jax.Array) -> jax.Array:
-    """AdaRound one kernel (per-output-channel symmetric scales); returns ``W̃``."""
-    lo, hi = minmax(w, axis=w.ndim - 1)
+    """AdaRound one kernel (symmetric scales, per output channel or per tensor)."""
+    lo, hi = minmax(w, axis=w.ndim - 1 if per_channel else None)
     s, _ = qparams(lo, hi, bits, symmetric=True)
     qmin, qmax = qrange(bits, symmetric=True)
     base = jnp.floor(w / s)
@@ -135,7 +135,8 @@ def adaround_layer(fn, x: jax.Array, w: jax.Array, bits: Any, *, iters: int = 10
 
 def adaround(model: Model, params: Any, model_state: Any, x: Any, *, bits: Any = 4,
              iters: int = 1000, lr: float = 1e-2, reg: float = 0.01,
-             key: jax.Array | None = None, layers: list[str] | None = None) -> Any:
+             key: jax.Array | None = None, layers: list[str] | None = None,
+             per_channel: bool = True) -> Any:
     """AdaRound every Dense/Conv kernel; returns params with the quantized kernels.
 
     Args:
@@ -144,6 +145,8 @@ def adaround(model: Model, params: Any, model_state: Any, x: Any, *, bits: Any =
       bits: weight bits (2–8); iters, lr, reg: the optimization (per layer).
       key: PRNG key for mini-batch sampling (default ``jax.random.key(0)``).
       layers: module paths to round (default: all layers with a kernel).
+      per_channel: per-output-channel scales (else one scale per tensor), the
+        same min/max scales as round-to-nearest.
     """
     check_bits(bits, "adaround bits")
     check_range("adaround iters", iters, 1, None)
@@ -162,7 +165,8 @@ def adaround(model: Model, params: Any, model_state: Any, x: Any, *, bits: Any =
         w = node["kernel"]
         fn = _layer_fn(module, xin.shape)
         run = jax.jit(lambda xx, ww, k, fn=fn: adaround_layer(fn, xx, ww, bits, iters=iters,
-                                                              lr=lr, reg=reg, key=k))
+                                                              lr=lr, reg=reg, key=k,
+                                                              per_channel=per_channel))
         node["kernel"] = run(xin, w, jax.random.fold_in(key, i))
     return out
 

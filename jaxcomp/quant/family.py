@@ -164,7 +164,8 @@ def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
             weight_params = adaround(base_model, params, model_state,
                                      np.concatenate(calib), bits=cfg.bits,
                                      iters=cfg.adaround_iters, reg=cfg.adaround_reg,
-                                     key=jax.random.key(ctx.config.seed))
+                                     key=jax.random.key(ctx.config.seed),
+                                     per_channel=cfg.per_channel)
         q = ptq(base_model, params, model_state, calib, bits=_weight_bits(cfg, params),
                 act_bits=cfg.act_bits, per_channel=cfg.per_channel, symmetric=cfg.symmetric,
                 observer=cfg.observer, weight_observer=cfg.weight_observer,
