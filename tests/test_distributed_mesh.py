@@ -230,6 +230,14 @@ def test_cli_flags_and_setup():
         setup_from_args(p.parse_args(["--mesh", f"sweep={jax.device_count() + 1}"]))
 
 
+def test_flags_join_a_parser_that_already_has_mesh():
+    p = argparse.ArgumentParser()
+    p.add_argument("--mesh", default="sweep=1")
+    add_distributed_arguments(p)
+    a = p.parse_args(["--process-id", "0"])
+    assert a.mesh == "sweep=1" and a.process_id == 0 and a.heartbeat_timeout == 30
+
+
 def test_device_env_replaces_the_device_flag():
     env = device_env(8, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2 --foo"})
     assert env["XLA_FLAGS"] == "--foo --xla_force_host_platform_device_count=8"

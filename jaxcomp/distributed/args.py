@@ -26,8 +26,21 @@ from jaxcomp.distributed.multihost import initialize
 
 
 def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the scale-out flags (in their own argument group) to ``parser``."""
-    g = parser.add_argument_group("scale-out (see docs/scale_out.md)")
+    """Add the scale-out flags (in their own argument group) to ``parser``.
+
+    Flags the parser already has (e.g. a subcommand's own ``--mesh``) are kept
+    as they are, so this can be added to an existing command.
+    """
+    group = parser.add_argument_group("scale-out (see docs/scale_out.md)")
+    have = set(parser._option_string_actions)
+
+    class _G:
+        @staticmethod
+        def add_argument(flag: str, **kw: Any) -> None:
+            if flag not in have:
+                group.add_argument(flag, **kw)
+
+    g = _G()
     g.add_argument("--mesh", default=None, metavar="AXIS=SIZE,...",
                    help=f"device mesh over all processes, axes {', '.join(AXES)}; e.g. "
                         "'sweep=4,data=2'; one size may be -1 (default: data=-1)")
