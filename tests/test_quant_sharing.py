@@ -96,13 +96,11 @@ def test_assign_sorted_equals_argmin():
 
 def test_sharing_conforms():
     check_transform(lambda: weight_sharing(bits=3, init="linear"))
+
+
+def test_sharing_random_init_custom_optimizer_lr_vmap_conform():
     check_transform(lambda: weight_sharing(k=5, init="random", key=jax.random.key(0),
                                            optimizer=optax.adam(1e-2)),
-                    param_sets=("linen",))
-
-
-def test_sharing_lr_vmaps():
-    check_transform(lambda: weight_sharing(bits=2),
                     hparam_factory=lambda lr: weight_sharing(bits=2, learning_rate=lr),
                     hparam_values=[0.0, 1.0], param_sets=("linen",))
 

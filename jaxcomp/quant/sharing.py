@@ -125,10 +125,7 @@ def weight_sharing(*, bits: int | None = None, k: int | None = None, init: str =
         def leaf(path, x):
             if path not in layers:
                 return x
-            shared = reconstruct(layers[path]["centroids"], layers[path]["index"])
-            shared = shared.astype(x.dtype)
-            # Value: exactly the shared weight. Gradient: straight through to x.
-            return shared + (x - jax.lax.stop_gradient(x))
+            return _shared_ste(layers[path]["centroids"], layers[path]["index"], x)
 
         return _paths.map_with_path(leaf, params)
 
@@ -140,10 +137,7 @@ def weight_sharing(*, bits: int | None = None, k: int | None = None, init: str =
         g = _paths.path_dict(grads)
         cgrads = {}
         for path, lay in layers.items():
-            kk = lay["centroids"].shape[0]
-            idx = lay["index"].ravel()
-            gi = jnp.where(idx >= 0, g[path].ravel().astype(lay["centroids"].dtype), 0)
-            cgrads[path] = jax.ops.segment_sum(gi, jnp.clip(idx, 0, kk - 1), num_segments=kk)
+            cgrads[path] = cluster_grads(g[path], lay["index"], lay["centroids"])
         opt = _optimizer(state["lr"])
         cent = _centroids(layers)
         upd, opt_state = opt.update(cgrads, state["opt_state"], cent)
@@ -153,6 +147,23 @@ def weight_sharing(*, bits: int | None = None, k: int | None = None, init: str =
         return {"layers": new_layers, "lr": state["lr"], "opt_state": opt_state}
 
     return Transform(init_fn, apply_fn, update_fn)
+
+
+@jax.jit
+def _shared_ste(centroids: jax.Array, index: jax.Array, x: jax.Array) -> jax.Array:
+    # Value: exactly the shared weight. Gradient: straight through to x.
+    # (Jitted so eager calls run one program, not one per primitive.)
+    shared = reconstruct(centroids, index).astype(x.dtype)
+    return shared + (x - jax.lax.stop_gradient(x))
+
+
+@jax.jit
+def cluster_grads(grads: jax.Array, index: jax.Array, centroids: jax.Array) -> jax.Array:
+    """Each centroid's gradient: the sum of the gradients of the weights sharing it."""
+    k = centroids.shape[0]
+    idx = index.ravel()
+    gi = jnp.where(idx >= 0, grads.ravel().astype(centroids.dtype), 0)
+    return jax.ops.segment_sum(gi, jnp.clip(idx, 0, k - 1), num_segments=k)
 
 
 def _centroids(layers: dict) -> dict:
