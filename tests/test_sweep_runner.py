@@ -128,7 +128,8 @@ def test_baked_number_falls_back_to_one_by_one(toy_family, tmp_path):
     s = r.run()
     assert (s["vectorized"], s["sequential"]) == (0, 2)
     recs = ResultStore(tmp_path).records()
-    assert all("not held in the compression or loss state" in x["path_reason"] for x in recs)
+    assert all("not held in the compression, optimizer or loss state" in x["path_reason"]
+               for x in recs)
     assert recs[0]["metrics"]["test_nll"] != recs[1]["metrics"]["test_nll"]
 
 
@@ -247,3 +248,15 @@ def test_failing_vectorized_program_falls_back_to_one_by_one(tmp_path, monkeypat
     assert [r["seed"] for r in recs] == [0, 1]
     assert all("vectorized program failed: RuntimeError: out of memory" in r["path_reason"]
                for r in recs)
+
+
+def test_settings_differing_only_after_training_share_one_training(toy_family, tmp_path):
+    cfg = tiny_config(epochs=1)
+    cfg.toy.method = "after"  # like PTQ bit widths: the factor is used only in after_train
+    s = SweepRunner(cfg, product({"toy.factor": [1.0, 2.0, 3.0]}), str(tmp_path),
+                    progress=False).run()
+    assert s["vectorized"] == 3
+    recs = ResultStore(tmp_path).records()
+    assert [r["metrics"]["toy_factor_seen"] for r in recs] == [1.0, 2.0, 3.0]
+    assert len({r["metrics"]["test_nll"] for r in recs}) == 1  # one training, shared
+    assert all("training shared by 3 settings" in r["path_reason"] for r in recs)

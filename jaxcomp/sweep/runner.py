@@ -138,6 +138,23 @@ def _fingerprint(tree: Any) -> str:
     return h.hexdigest()
 
 
+def _one_step(ctx: RunContext, state: Any) -> str:
+    """A fingerprint of one train step of ``ctx``'s functions from ``state`` on the
+    first batch (to tell settings whose numbers are baked into code apart)."""
+    from jaxcomp.train.step import train_step_fn
+
+    cfg = ctx.config
+    step = jax.jit(train_step_fn(ctx.model, ctx.make_optimizer(), ctx.transform, ctx.loss_fn))
+    idx = np.arange(cfg.train.batch_size)
+    batch = {"x": ctx.dataset.x_train[idx], "y": ctx.dataset.y_train[idx]}
+    batch.update({k: v[idx] for k, v in (extra_arrays_of(ctx.extra_batch, ctx.dataset)
+                                         or {}).items()})
+    if ctx.loss_state is not None:
+        batch["loss_state"] = ctx.loss_state
+    new, metrics = step(state, batch)
+    return _fingerprint((new.params, new.opt_state, new.comp_state, metrics))
+
+
 def _signature(tree: Any) -> str:
     leaves, treedef = jax.tree.flatten(tree)
     return str(treedef) + str([(np.shape(x), str(getattr(x, "dtype", type(x))))
@@ -202,6 +219,7 @@ class SweepRunner:
         self._datasets: dict[str, Any] = {}
         self._meta: dict[str, Any] | None = None
         self._bar: _Bar | None = None
+        self._train_ids: list[int] | None = None
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -288,19 +306,33 @@ class SweepRunner:
             return ctxs, states, "settings feed different per-example data (extra_batch)"
         if (ctxs[0].loss_state is None) != all(c.loss_state is None for c in ctxs):
             return ctxs, states, "settings build states of different structure"
-        # Settings with the same seed but other swept numbers must differ in their states.
+        # Settings whose whole starting state is identical train identically, unless a
+        # swept number is baked into a family's Python code: one train step of each on the
+        # same state and batch tells the two apart. Identical ones train once, shared.
+        fps = [_fingerprint((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)]
         vk = sorted(vector_keys() - {"seed"})
-        buckets: dict[int, dict[str, set]] = {}
-        for run, s, c in zip(runs, states, ctxs, strict=True):
-            vals = config_hash([_get(run.config.to_dict(), k) for k in vk])
-            fp = _fingerprint((s.comp_state, c.loss_state))
-            b = buckets.setdefault(run.config.seed, {"vals": set(), "fps": set()})
-            b["vals"].add(vals)
-            b["fps"].add(fp)
-        for b in buckets.values():
-            if len(b["fps"]) < len(b["vals"]):
-                return ctxs, states, ("a swept number is not held in the compression or loss "
-                                      "state (settings give identical states)")
+        vals = [config_hash([_get(r.config.to_dict(), k) for k in vk]) for r in runs]
+        first: dict[str, int] = {}
+        checked: dict[tuple[str, str], bool] = {}
+        ref_out: dict[int, str] = {}
+        train_ids = []
+        for i, fp in enumerate(fps):
+            if fp not in first:
+                first[fp] = i
+                train_ids.append(i)
+                continue
+            j = first[fp]
+            pair = (vals[j], vals[i])
+            if pair not in checked:
+                if j not in ref_out:
+                    ref_out[j] = _one_step(ctxs[j], states[j])
+                checked[pair] = _one_step(ctxs[i], states[i]) == ref_out[j]
+            if not checked[pair]:
+                return ctxs, states, ("a swept number is not held in the compression, "
+                                      "optimizer or loss state (settings with identical "
+                                      "states train differently)")
+            train_ids.append(j)
+        self._train_ids = train_ids
         return ctxs, states, ""
 
     def _vectorized(self, runs: list[Run], ctxs: list[RunContext], states: list[Any],
@@ -314,13 +346,14 @@ class SweepRunner:
                 transform=ctx0.transform, loss_fn=ctx0.loss_fn)
         prog = prog_cache[group]
         before = prog.compiles
-        n = len(runs)
+        train_ids = getattr(self, "_train_ids", None) or list(range(len(runs)))
+        uniq = list(dict.fromkeys(train_ids))  # runs that train; others share their result
+        n = len(uniq)
         size = -(-n // math.ceil(n / self.chunk_size))  # equal chunks of at most chunk_size
         size = -(-size // self.multiple_of) * self.multiple_of  # e.g. the mesh's sweep axis
-        idx = list(range(n))
         records = []
         for start in range(0, n, size):
-            part = idx[start:start + size]
+            part = uniq[start:start + size]
             padded = part + [part[-1]] * (size - len(part))
             tc = time.perf_counter()
             stacked = stack([states[i] for i in padded])
@@ -332,9 +365,13 @@ class SweepRunner:
             chunk_seconds = time.perf_counter() - tc
             finals = unstack(out.state, len(part))
             flops = None
-            for j, i in enumerate(part):
+            members = [i for i, t in enumerate(train_ids) if t in part]
+            for i in members:
+                j = part.index(train_ids[i])
+                shared = sum(t == train_ids[i] for t in train_ids)
                 records.append(self._finish(runs[i], ctxs[i], finals[j], out, j, group,
-                                            chunk_seconds, len(part), prog, flops))
+                                            chunk_seconds, len(part), prog, flops,
+                                            shared=shared, share_n=len(members)))
                 flops = records[-1]["ledger"].get("flops", flops)
                 self._advance()
         self.compiles += prog.compiles - before
@@ -344,7 +381,7 @@ class SweepRunner:
 
     def _finish(self, run: Run, ctx: RunContext, state: Any, out: Any, j: int, group: str,
                 chunk_seconds: float, chunk_n: int, prog: VectorizedProgram,
-                flops: float | None) -> dict[str, Any]:
+                flops: float | None, shared: int = 1, share_n: int = 0) -> dict[str, Any]:
         t0 = time.perf_counter()
         steps = len(ctx.dataset.x_train) // run.config.train.batch_size
         last = out.losses.shape[0] if out.diverged_step[j] < 0 else out.diverged_step[j] // steps
@@ -354,7 +391,7 @@ class SweepRunner:
         if history and not diverged and out.test_accuracy is not None:
             history[-1].update({"test_accuracy": float(out.test_accuracy[j]),
                                 "test_nll": float(out.test_nll[j])})
-        share = chunk_seconds / chunk_n
+        share = chunk_seconds / max(share_n, chunk_n)
         ctx.fit_result = FitResult(state, history, diverged,
                                    int(out.diverged_step[j]) if diverged else None, share)
         ctx.metrics.update({k: v for k, v in ctx.fit_result.final.items() if k != "epoch"})
@@ -380,8 +417,11 @@ class SweepRunner:
 
         result = {"config": run.config.to_dict(), "metrics": _plain(ctx.metrics),
                   "ledger": _plain(ctx.ledger)}
-        return self._record(run, result, "vectorized", f"vmapped with {chunk_n - 1} other "
-                            "setting(s)" if chunk_n > 1 else "vmapped", group,
+        reason = f"vmapped with {chunk_n - 1} other setting(s)" if chunk_n > 1 else "vmapped"
+        if shared > 1:
+            reason += (f"; training shared by {shared} settings that differ only after "
+                       "training (identical states and train steps)")
+        return self._record(run, result, "vectorized", reason, group,
                             compiles=prog.compiles, history=history,
                             timings={"chunk_seconds": chunk_seconds, "chunk_size": chunk_n})
 
@@ -427,6 +467,7 @@ class SweepRunner:
                     reason = "train.epochs is 0"
                 recs = None
                 if not reason:
+                    self._train_ids = None
                     ctxs, states, reason = self._contexts(runs)
                     if not reason:
                         try:
