@@ -318,7 +318,7 @@ def masked_vs_shrunk(model: Model, params: Any, model_state: Any, small: Shrunk,
                      x: Any) -> tuple[float, float]:
     """(max abs difference, max abs output) between the masked and the shrunk model on ``x``."""
     mp = masked_params(params, small.graph, small.keep)
-    a = model.apply(mp, model_state, x, train=False)[0]
+    a = jax.jit(lambda p, s, v: model.apply(p, s, v, train=False)[0])(mp, model_state, x)
     b = small.model.apply(small.params, small.model_state, x, train=False)[0]
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b))), float(np.max(np.abs(a)))
