@@ -19,6 +19,26 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+_loaded = False
+
+
+def _load_lapack() -> None:
+    """Make JAX and scipy load their LAPACK/BLAS libraries now.
+
+    ``threadpoolctl`` only limits libraries already loaded when the limit is set,
+    and JAX loads its CPU LAPACK lazily on the first linear-algebra call.
+    """
+    global _loaded
+    if _loaded:
+        return
+    import jax
+    import jax.numpy as jnp
+    import scipy.linalg  # noqa: F401
+
+    jax.block_until_ready(jnp.linalg.eigh(jnp.eye(2)))
+    jax.block_until_ready(jnp.linalg.svd(jnp.eye(2)))
+    _loaded = True
+
 
 @contextlib.contextmanager
 def one_blas_thread(limit: int = 1) -> Iterator[None]:
@@ -28,5 +48,6 @@ def one_blas_thread(limit: int = 1) -> Iterator[None]:
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency of scikit-learn
         yield
         return
+    _load_lapack()
     with threadpool_limits(limits=limit, user_api="blas"):
         yield

@@ -115,7 +115,10 @@ def _als(x: jax.Array, factors: tuple[jax.Array, ...], n_iter: int) -> CP:
                 if k != n:
                     v = v * (fs[k].T @ fs[k])
             m = _mttkrp(x, fs, n)
-            fs[n] = jnp.linalg.solve(v, m.T).T
+            # a ridge at float32 round-off keeps singular normal equations (a mode
+            # smaller than the rank) finite without changing well-posed solves
+            ridge = jnp.finfo(x.dtype).eps * jnp.trace(v) / rank + jnp.finfo(x.dtype).tiny
+            fs[n] = jnp.linalg.solve(v + ridge * jnp.eye(rank, dtype=x.dtype), m.T).T
         gram = v * (fs[-1].T @ fs[-1])
         inner = jnp.sum(fs[-1] * m)
         err = jnp.sqrt(jnp.maximum(norm_x2 - 2 * inner + jnp.sum(gram), 0.0) / norm_x2)
