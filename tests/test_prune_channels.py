@@ -125,3 +125,29 @@ def test_mask_errors(mlp):
         ch.channel_masks(params, graph, 0.5, where=["Conv_0/kernel"])
     with pytest.raises(ConfigError, match=r"keep\['Dense_0/kernel'\]: got shape"):
         ch.masks_from_keep(params, graph, {"Dense_0/kernel": jnp.ones(3, bool)})
+
+
+@pytest.mark.parametrize("param_set", ["linen", "nnx"])
+def test_channel_pruner_passes_conformance(param_set):
+    from jaxcomp.flax import from_nnx
+    from jaxcomp.models.mlp import NNXMLP
+    from tests import conformance as conf
+
+    d, *hidden, c = conf.MLP_SIZES
+    if param_set == "linen":
+        model = get_model("mlp", input_shape=(d,), num_classes=c, features=tuple(hidden))
+    else:
+        model = from_nnx(lambda rngs: NNXMLP(d, tuple(hidden), c, rngs=rngs))
+    x = jnp.ones((1, d))
+    params = conf.PARAM_SETS[param_set]()
+    model.init(jax.random.key(0), x)  # NNX: builds the graphdef
+    graph = dependency_groups(model, params, {} if param_set == "linen" else
+                              model.init(jax.random.key(0), x)[1], x)
+    assert len(graph.groups) == 2
+    conf.check_transform(lambda: ch.channel_pruner(graph, 0.5), param_sets=(param_set,),
+                         hparam_factory=lambda s: ch.channel_pruner(graph, s),
+                         hparam_values=[0.0, 0.25, 0.75])
+    t = ch.channel_pruner(graph, 0.75)
+    out = t.apply(params, t.init(params))
+    first = dict(ch._paths.flatten(out))[list(graph.groups)[0]]
+    assert int(jnp.sum(jnp.all(first == 0, axis=0))) == 24  # 75% of the 32 units removed

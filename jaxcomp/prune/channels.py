@@ -33,6 +33,7 @@ import numpy as np
 
 from jaxcomp.core import paths as _paths
 from jaxcomp.core.errors import ConfigError, check_choice, check_range
+from jaxcomp.core.transform import Transform
 from jaxcomp.prune.groups import DependencyGraph, Member
 
 NORMS = ("l1", "l2")
@@ -233,11 +234,51 @@ def apply_masks(params: Any, masks: Any) -> Any:
     return jax.tree.map(lambda p, m: p * jnp.asarray(m, jnp.result_type(p)), params, masks)
 
 
+def channel_pruner(graph: DependencyGraph, sparsity: Any, *, norm: str = "l1",
+                   where: Any = None) -> Transform:
+    """One-shot structured pruning as a :class:`~jaxcomp.core.Transform`.
+
+    ``init`` ranks the channels of the params it is given and stores the masks and
+    the sparsity (an array, so a sweep can ``vmap`` over it); ``apply`` multiplies;
+    ``update`` keeps the masks (pruned units get zero gradients and stay pruned).
+    Fine-tune with it, then :func:`jaxcomp.prune.surgery.shrink` with
+    ``masks=state["masks"]`` to remove the units physically.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxcomp.models import get_model
+        >>> from jaxcomp.prune.groups import dependency_groups
+        >>> m = get_model("mlp", input_shape=(4,), num_classes=2, features=(6,))
+        >>> p, s = m.init(jax.random.key(0), jnp.ones((1, 4)))
+        >>> t = channel_pruner(dependency_groups(m, p, s, jnp.ones((1, 4))), 0.5)
+        >>> int((t.apply(p, t.init(p))["Dense_0"]["bias"] == 0).sum())
+        3
+    """
+    check_choice("norm", norm, NORMS)
+    graph.select(where)  # fail early on a rule that matches no group
+    check_range("sparsity", sparsity, 0.0, 1.0, hi_open=True)
+
+    def init(params):
+        s = jnp.asarray(sparsity, jnp.float32)
+        return {"masks": channel_masks(params, graph, s, norm=norm, where=where, jit=False),
+                "sparsity": s}
+
+    def apply(params, state):
+        return jax.tree.map(lambda p, m: p * m.astype(jnp.result_type(p)), params,
+                            state["masks"])
+
+    def update(params, state, *, step, grads=None, key=None):
+        del params, step, grads, key
+        return state
+
+    return Transform(init, apply, update)
+
+
 def count_params(tree: Any) -> int:
     """Total number of array elements in ``tree``."""
     return int(sum(math.prod(np.shape(x)) for x in jax.tree.leaves(tree)))
 
 
-__all__ = ["NORMS", "apply_masks", "channel_masks", "channel_view", "check_masks",
+__all__ = ["NORMS", "apply_masks", "channel_masks", "channel_pruner", "channel_view", "check_masks",
            "count_params", "group_scores", "keep_from_masks", "keep_from_scores",
            "masks_from_keep", "unit_mask"]
