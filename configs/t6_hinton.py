@@ -1,7 +1,11 @@
 """T6 — Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network".
 
-Teacher: MLP 784-1200-1200-10 with dropout (0.5 on hidden units) trained on inputs
-jittered by up to 2 pixels. Student: 784-800-800-10, trained plain (cross-entropy)
+Teacher: MLP 784-1200-1200-10 with dropout (0.5 on hidden units). The paper also
+jitters the teacher's inputs by up to 2 pixels; ``teacher.jitter = 2`` does that, but
+within our 12-epoch budget it left the teacher at 0.856 test accuracy — below the plain
+2×800 student (0.889) — and KD from it then lost 2.2 pt (2 seeds, first full run,
+commit 4fc6d99). Jitter needs a far longer schedule than 10 minutes on 2 cores allow,
+so the default teacher is trained without it. Student: 784-800-800-10, trained plain (cross-entropy)
 and distilled at T = 20 (α = 0.9 on the soft-target term, which is multiplied by
 T²), same init seeds, data order and epochs, 3 seeds. A 30-30 student is swept over
 temperatures. Teacher logits are cached once (eval mode) and served to every run.
@@ -27,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.batch_size = 128
     c.learning_rate = 1e-3       # Adam
     c.teacher = ml_collections.ConfigDict({
-        "features": (1200, 1200), "dropout": 0.5, "jitter": 2, "epochs": 12, "seed": 100})
+        "features": (1200, 1200), "dropout": 0.5, "jitter": 0, "epochs": 12, "seed": 100})
     c.student = ml_collections.ConfigDict({"features": (800, 800), "epochs": 10})
     c.tiny = ml_collections.ConfigDict({
         "features": (30, 30), "epochs": 10, "seed": 0,
