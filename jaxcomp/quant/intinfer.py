@@ -102,16 +102,22 @@ def int_model(model: Model, qtree: Any, act_state: dict[str, Any], *,
         model state of a calibrated :class:`~jaxcomp.quant.act.ActQuant`.
       symmetric_act, signed_act: the activation scheme used in calibration.
 
-    The returned model's ``apply(params, model_state, x)`` ignores ``params``.
+    The returned model's ``init`` returns the integer weights
+    ``{path: {"q", "scale", "qsum"}}``; ``apply(weights, model_state, x)`` uses
+    them (``None``: the exported ones, baked into a jitted program as constants).
     """
     layers = _layers(qtree)
     missing = [p for p in layers if p not in act_state]
     if missing:
         raise ConfigError(f"int_model: no activation range for layers {missing}; calibrate "
                           f"act_quant with rules that match them (have {sorted(act_state)})")
-    weights = {p: {"q": jnp.asarray(codes(v["kernel"]), jnp.int8),
-                   "scale": jnp.asarray(v["kernel"]["scale"]),
-                   "zp": jnp.asarray(v["kernel"]["zero_point"])} for p, v in layers.items()}
+    weights = {}
+    for p, v in layers.items():
+        q = np.asarray(codes({k: np.asarray(a) for k, a in v["kernel"].items()}), np.int8)
+        weights[p] = {"q": q, "scale": np.asarray(v["kernel"]["scale"], np.float32),
+                      # Σ q_w over the contraction axes, for the zero-point term (precomputed
+                      # here: XLA would otherwise constant-fold it slowly under jit)
+                      "qsum": q.astype(np.int32).sum(axis=tuple(range(q.ndim - 1)))}
     if any(float(np.abs(np.asarray(v["kernel"]["zero_point"])).max()) > 0
            for v in layers.values()):
         raise ConfigError("int_model: weights must be exported with symmetric=True")
@@ -121,7 +127,7 @@ def int_model(model: Model, qtree: Any, act_state: dict[str, Any], *,
     def hook(path, module, args, kwargs, call_next):
         x = args[0].astype(jnp.float32)
         a = acts[path]
-        w = weights[path]
+        w = current["weights"][path]
         s_x, z_x = qparams(a["lo"], a["hi"], a["bits"], symmetric=symmetric_act,
                            signed=signed_act)
         qmin, qmax = qrange(a["bits"], signed=signed_act, symmetric=symmetric_act)
@@ -130,7 +136,7 @@ def int_model(model: Model, qtree: Any, act_state: dict[str, Any], *,
         zx = z_x.astype(jnp.int32)
         if isinstance(module, nn.Dense):
             acc = int_dense(qx, qw)
-            acc = acc - zx * jnp.sum(qw.astype(jnp.int32), axis=0)
+            acc = acc - zx * w["qsum"]
             s_w = w["scale"].reshape(-1)
         elif isinstance(module, nn.Conv):
             pads = _pads(module, x.shape, qw.shape)
@@ -146,7 +152,7 @@ def int_model(model: Model, qtree: Any, act_state: dict[str, Any], *,
                     qxp.shape, qw.shape, ("NHWC", "HWIO", "NHWC")),
                 feature_group_count=module.feature_group_count,
                 preferred_element_type=jnp.int32)
-            acc = acc - zx * jnp.sum(qw.astype(jnp.int32), axis=tuple(range(qw.ndim - 1)))
+            acc = acc - zx * w["qsum"]
             s_w = w["scale"].reshape(-1)
         else:
             raise ConfigError(f"int_model: {path} is a {type(module).__name__}; only Dense and "
@@ -158,13 +164,17 @@ def int_model(model: Model, qtree: Any, act_state: dict[str, Any], *,
             out = out + mp["bias"]
         return out
 
+    current: dict[str, Any] = {}
+
     def apply(params, model_state, x, *, train: bool = False, rng=None):
-        del params, train
+        del train
+        # params: the integer weights from init() (pass them to jit so they are not
+        # baked in as constants), or None for the exported ones
+        current["weights"] = weights if params is None else params
         with intercept_linen(sorted(layers), hook, what="int_model layers"):
             return model.apply(float_params, model_state or {}, x, train=False, rng=rng)
 
-    return Model(lambda key, x: (float_params, {}), apply, f"{model.name}+int",
-                 model.module)
+    return Model(lambda key, x: (weights, {}), apply, f"{model.name}+int", model.module)
 
 
 def exported_paths(qtree: Any) -> list[str]:
