@@ -2,15 +2,15 @@
 
 ``masked_optimizer(tx, pruner)`` is an ``optax.GradientTransformation``:
 
-1. gradients of pruned weights are zeroed before the inner optimizer (its
-   moments for them stay zero);
-2. the inner update is applied, then the pruner's ``update`` runs on the new
-   params (gated on the step inside jit — mask recomputation costs nothing on
-   other steps);
-3. the returned updates send every weight the new mask prunes to exactly
+1. the inner optimizer runs on the dense gradients, then the pruner's
+   ``update`` runs on the new params (gated on the step inside jit — mask
+   recomputation costs nothing on other steps);
+2. the returned updates send every weight the new mask prunes to exactly
    ``0.0`` (``p + (-p) == 0`` in floating point); weights the mask newly
-   regrows (dynamic sparse training) start from zero, and the inner
-   optimizer's moments of every weight whose mask changed are reset to zero.
+   regrows (dynamic sparse training) start from zero;
+3. the inner optimizer's per-weight state (moments) is zero for every weight
+   that is not kept both before and after the step, so pruned weights carry
+   no stale momentum and regrown ones start fresh.
 
 The pruner's state (masks, schedule, step) lives in the optimizer state, so
 one orbax checkpoint of a train state holds everything. The forward pass can
@@ -65,7 +65,7 @@ def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
       pruner: a pruning transform (:func:`jaxcomp.prune.pruner`, SET, RigL...).
       seed: seeds the key passed to the pruner's ``update`` (random scores, SET
         regrowth); the key is folded with the step, so it is explicit and reproducible.
-      reset_moments: zero the inner optimizer's per-weight state where a mask changed.
+      reset_moments: zero the inner optimizer's per-weight state of pruned/regrown weights.
 
     Returns:
       An ``optax.GradientTransformation`` whose ``update`` requires ``params``.
@@ -80,22 +80,39 @@ def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
             raise ConfigError("masked_optimizer: update needs params (call "
                               "tx.update(grads, opt_state, params))")
         old = state.prune["masks"]
-        g_masked = _mask_tree(grads, old)
-        u, inner = tx.update(g_masked, state.inner, params)
-        new_params = optax.apply_updates(params, u)
+        u, inner = tx.update(grads, state.inner, params)
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
-        prune = pruner.update(new_params, state.prune, step=state.count, grads=grads, key=key)
+
+        def run_pruner():
+            new_params = optax.apply_updates(params, u)
+            return pruner.update(new_params, state.prune, step=state.count, grads=grads,
+                                 key=key)
+
+        gate = _gate_open(state.prune, state.count)
+        # a pruner whose state only changes at gated steps is not called on other steps
+        # (no params + updates materialized for it); accumulating scores run every step
+        prune = run_pruner() if gate is None else lax.cond(gate, run_pruner,
+                                                           lambda: state.prune)
         new = prune["masks"]
         # keep a weight's update only if it is kept before and after; else send it to 0
         both = {p: old[p] & new[p] for p in new}
         u = jax.tree_util.tree_map_with_path(
             lambda kp, upd, w: _keep_or_zero(both, paths.path_to_str(kp), upd, w), u, params)
         if reset_moments:
-            changed = jnp.any(jnp.stack([jnp.any(old[p] != new[p]) for p in new]))
-            inner = lax.cond(changed, lambda s: _reset(tx, s, params, both), lambda s: s, inner)
+            # zero the per-weight optimizer state of every weight not kept throughout; an
+            # elementwise select that fuses with the optimizer's own update (no branch)
+            inner = _reset(tx, inner, params, both)
         return u, MaskedState(inner, prune, state.count + 1, state.key)
 
     return optax.GradientTransformation(init, update)
+
+
+def _gate_open(prune_state, step):
+    if not isinstance(prune_state, dict) or "gate" not in prune_state or "acc" in prune_state:
+        return None
+    g = prune_state["gate"]
+    return (step >= g["begin"]) & (step <= g["end"]) & (jnp.mod(step - g["begin"], g["every"])
+                                                        == 0)
 
 
 def _keep_or_zero(both, p, upd, w):
