@@ -251,7 +251,8 @@ def channel_pruner(graph: DependencyGraph, sparsity: Any, *, norm: str = "l1",
         >>> m = get_model("mlp", input_shape=(4,), num_classes=2, features=(6,))
         >>> p, s = m.init(jax.random.key(0), jnp.ones((1, 4)))
         >>> t = channel_pruner(dependency_groups(m, p, s, jnp.ones((1, 4))), 0.5)
-        >>> int((t.apply(p, t.init(p))["Dense_0"]["bias"] == 0).sum())
+        >>> k = t.apply(p, t.init(p))["Dense_0"]["kernel"]
+        >>> int((k == 0).all(axis=0).sum())   # 3 of the 6 hidden units zeroed
         3
     """
     check_choice("norm", norm, NORMS)
