@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", action="append", default=None, metavar="KEY",
                    help="an extra size axis for the Pareto plots (a numeric metric or ledger "
                         "key, e.g. decompose_totals.params_after; repeatable)")
+    p.add_argument("--column", action="append", default=None, metavar="KEY",
+                   help="an extra table column (a numeric metric or ledger key; repeatable)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
 
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if group_by is not None:
         group_by = [g for g in group_by if g.lower() != "none"]
     out = write_report(args.dir, group_by=group_by, metric=args.metric,
-                       plots=not args.no_plots, sizes=args.size)
+                       plots=not args.no_plots, sizes=args.size,
+                       columns=args.column)
     print(out["text"])
     print("wrote: " + ", ".join(out["files"]))
     return 0

@@ -24,9 +24,9 @@ import numpy as np
 from jaxcomp.core.errors import ConfigError, suggest
 from jaxcomp.sweep.store import RESULTS, ResultStore
 
-LEDGER_KEYS = ("params", "nonzeros", "bytes", "flops")
+LEDGER_KEYS = ("nonzeros", "bytes", "flops")
 SKIP_METRICS = ("diverged", "diverged_step", "total_seconds", "train_loss", "train_accuracy",
-                "bytes_fp32", "params", "index")
+                "train_seconds", "bytes_fp32", "params", "index")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -88,13 +88,16 @@ def numeric_keys(rows: list[dict[str, Any]], config_keys: set[str]) -> list[str]
 
 
 def metric_columns(rows: list[dict[str, Any]], config_keys: set[str],
-                   extra: Sequence[str] = ()) -> list[str]:
-    """Table columns: accuracy first, then the other top-level numeric metrics,
-    ``extra`` (e.g. a nested ledger key), then the ledger's size columns."""
+                   extra: Sequence[str] = (), metric_names: set[str] | None = None
+                   ) -> list[str]:
+    """Table columns: accuracy first, then the other top-level numeric metrics
+    (``metric_names``: the records' ``metrics`` keys; all when ``None``), ``extra``
+    (e.g. a ledger entry), then the ledger's non-zeros, bytes and FLOPs."""
     first = ["test_accuracy", "test_nll"]
     keys = numeric_keys(rows, config_keys)
     others = sorted(k for k in keys if "." not in k and k not in first and
-                    k not in SKIP_METRICS and k not in LEDGER_KEYS)
+                    k not in SKIP_METRICS and k not in LEDGER_KEYS and
+                    (metric_names is None or k in metric_names))
     cols = [k for k in first if k in keys] + others
     cols += [k for k in extra if k not in cols]
     return cols + [k for k in LEDGER_KEYS if k in keys and k not in cols]
@@ -140,7 +143,7 @@ def _fmt(v: Any) -> str:
         if v["n"] == 0:
             return "—"
         m, s = v["mean"], v["std"]
-        if abs(m) >= 1e4:
+        if abs(m) >= 1e3:
             return f"{m:.4g}" + (f" ± {s:.2g}" if s else "")
         return f"{m:.4f} ± {s:.4f}" if v["n"] > 1 else f"{m:.4f}"
     if isinstance(v, float):
@@ -201,11 +204,13 @@ def pareto_front(sizes: Sequence[float], accuracies: Sequence[float]) -> list[bo
 
 def write_report(directory: str | os.PathLike, group_by: Sequence[str] | None = None,
                  metric: str = "test_accuracy", plots: bool = True,
-                 sizes: Sequence[str] | None = None) -> dict[str, Any]:
+                 sizes: Sequence[str] | None = None,
+                 columns: Sequence[str] | None = None) -> dict[str, Any]:
     """Write ``report.md``, ``report.csv`` and the PNG plots into ``directory``.
 
     ``sizes`` are extra x axes for the Pareto plots (the first one also marks
-    the table's ``pareto`` column), e.g. ``decompose_totals.params_after``.
+    the table's ``pareto`` column), e.g. ``decompose_totals.params_after``;
+    ``columns`` are extra table columns (any numeric metric or ledger key).
 
     Returns ``{"markdown", "table", "group_by", "metrics", "files"}``.
     """
@@ -213,15 +218,18 @@ def write_report(directory: str | os.PathLike, group_by: Sequence[str] | None = 
     rows, manifest = load_rows(d)
     gb = list(group_by) if group_by is not None else default_group_by(manifest, rows)
     cfg_keys = set(manifest.get("config_keys") or ()) | {"name", "seed", "status", "path", "key"}
-    store = ResultStore(d)
-    for r in store.latest():
+    metric_names: set[str] = set()
+    for r in ResultStore(d).latest():
         cfg_keys |= set(_flatten(r.get("config", {})))
+        metric_names |= set(r.get("metrics", {}))
     known = numeric_keys(rows, cfg_keys)
-    for what, k in [("--metric", metric)] + [("--size", k) for k in sizes or ()]:
+    for what, k in [("--metric", metric)] + [("--size", k) for k in sizes or ()] + \
+            [("--column", k) for k in columns or ()]:
         if k not in known:
             raise ConfigError(f"report {what}: {k!r} is not a numeric metric or ledger entry of "
                               f"these runs{suggest(k, known)}")
-    metrics = metric_columns(rows, cfg_keys, [metric, *(sizes or ())])
+    metrics = metric_columns(rows, cfg_keys, [metric, *(sizes or ()), *(columns or ())],
+                             metric_names)
     table = aggregate(rows, gb, metrics)
     size_key = next((k for k in (*(sizes or ()), "bytes", "nonzeros") if k in metrics), None)
     front = pareto_front([g[size_key]["mean"] for g in table],
