@@ -1,0 +1,18 @@
+"""T3 quick mode runs end to end and returns a well-formed table (claims not asserted)."""
+
+import importlib.util
+
+from jaxcomp.experiment.paper_table import TableResult, repo_root
+
+
+def test_t3_quick_structure():
+    spec = importlib.util.spec_from_file_location("t3", repo_root() / "experiments/t3_gradual.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.run(quick=True)
+    assert isinstance(res, TableResult) and res.table == "T3" and res.quick
+    assert [c.id for c in res.claims] == ["a", "b", "c"]
+    for k in ("dense_acc", "small_mlp_acc", "gradual90_dt5_acc"):
+        assert 0.0 <= res.ours[k]["mean"] <= 1.0
+    assert all(abs(r["sparsity"] - 0.9) < 1e-3 for r in res.rows if "gradual" in r["run"])
+    assert mod.small_widths(27030)[0] > 0
