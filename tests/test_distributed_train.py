@@ -51,11 +51,12 @@ def test_data_parallel_matches_fit(setup, ref, scan, tmp_path):
     """scan=False also stops after epoch 1 and resumes from its checkpoint."""
     ds, model, mesh = setup
     kw = dict(mesh=mesh, batch_size=BATCH, seed=SEED, scan=scan)
+    tx = optax.sgd(LR)
     if not scan:
         kw["checkpoint_dir"] = str(tmp_path / "ckpt")
-        first = fit_data_parallel(model, ds, optax.sgd(LR), epochs=1, **kw)
+        first = fit_data_parallel(model, ds, tx, epochs=1, **kw)
         assert [h["epoch"] for h in first.history] == [1]
-    got = fit_data_parallel(model, ds, optax.sgd(LR), epochs=EPOCHS, **kw)
+    got = fit_data_parallel(model, ds, tx, epochs=EPOCHS, **kw)
     if not scan:
         assert [h["epoch"] for h in got.history] == [2]      # resumed after epoch 1
         got.history.insert(0, first.history[0])

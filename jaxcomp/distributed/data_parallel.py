@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,7 @@ from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset, epoch_permutation
 from jaxcomp.distributed.checkpoint import HostCheckpointer
 from jaxcomp.distributed.feed import batch_arrays, epoch_arrays, eval_batches
+from jaxcomp.distributed.memo import memo
 from jaxcomp.distributed.mesh import make_mesh
 from jaxcomp.distributed.sharding import (
     MIN_SHARD_SIZE,
@@ -64,9 +66,22 @@ def sharded_init(model: Model, ds: Dataset, tx: optax.GradientTransformation, me
                  seed: int, transform: Transform | None = None,
                  shard_min_size: int = MIN_SHARD_SIZE) -> TrainState:
     """``init_state`` computed under jit straight into its mesh shardings (no host copy)."""
-    init = lambda: init_state(model, ds, tx, seed=seed, transform=transform)
-    shardings = state_shardings(mesh, jax.eval_shape(init), min_size=shard_min_size)
-    return jax.jit(init, out_shardings=shardings)()
+    sample = np.asarray(ds.x_train[:1])
+    init = _init_program(model, tx, transform, mesh, shard_min_size, sample.shape, sample.dtype)
+    return init(*put_global((np.int32(seed), sample), replicated(mesh)))
+
+
+@memo
+def _init_program(model, tx, transform, mesh, min_size, shape, dtype):
+    def init(seed, x):
+        return init_state(model, types.SimpleNamespace(x_train=x), tx, seed=seed,
+                          transform=transform)
+
+    abstract = jax.eval_shape(init, jax.ShapeDtypeStruct((), np.int32),
+                              jax.ShapeDtypeStruct(shape, dtype))
+    rep = replicated(mesh)
+    return jax.jit(init, in_shardings=(rep, rep),
+                   out_shardings=state_shardings(mesh, abstract, min_size=min_size))
 
 
 def evaluate_sharded(model: Model, state: TrainState, x: np.ndarray, y: np.ndarray, *,
@@ -131,6 +146,14 @@ def _step_fn(step: Callable, state_sh: Any, mesh: Mesh, has_loss_state: bool) ->
                    donate_argnums=(0,))
 
 
+@memo
+def _programs(model, tx, transform, loss_fn, mesh, state_sh, has_ls, scan):
+    """The jitted train (epoch or step) and eval programs, reused across calls."""
+    step = train_step_fn(model, tx, transform, loss_fn)
+    run = (_epoch_fn if scan else _step_fn)(step, state_sh, mesh, has_ls)
+    return run, _eval_fn(model, transform, mesh, state_sh)
+
+
 def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformation, *,
                       epochs: int, batch_size: int, mesh: Mesh | None = None, seed: int = 0,
                       transform: Transform | None = None, loss_fn: LossFn | None = None,
@@ -189,9 +212,7 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
         scan = not jax.tree.leaves(state.model_state)
     has_ls = loss_state is not None
     ls = put_global(loss_state, replicated(mesh)) if has_ls else None
-    step = train_step_fn(model, tx, transform, loss_fn)
-    run = (_epoch_fn if scan else _step_fn)(step, state_sh, mesh, has_ls)
-    eval_fn = _eval_fn(model, transform, mesh, state_sh)
+    run, eval_fn = _programs(model, tx, transform, loss_fn, mesh, state_sh, has_ls, bool(scan))
     steps = len(ds.x_train) // batch_size
     history: list[dict[str, float]] = []
     result = FitResult(state, history)

@@ -44,6 +44,7 @@ from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset, epoch_permutation
 from jaxcomp.distributed.checkpoint import HostCheckpointer
 from jaxcomp.distributed.feed import epoch_arrays, eval_batches
+from jaxcomp.distributed.memo import memo
 from jaxcomp.distributed.sharding import (
     check_divisible,
     constrain,
@@ -169,6 +170,14 @@ def make_stacked_epoch(step: Callable, mesh: Mesh, state_sh: Any, *,
                    out_shardings=(state_sh, replicated(mesh)), donate_argnums=(0,))
 
 
+@memo
+def _programs(model, tx, transform, loss_fn, mesh, state_sh, ls_sh):
+    """The jitted stacked epoch and eval programs, reused across calls."""
+    run = make_stacked_epoch(train_step_fn(model, tx, transform, loss_fn), mesh, state_sh,
+                             loss_state_sh=ls_sh)
+    return run, _stacked_eval(model, transform, mesh, state_sh)
+
+
 def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
                 state: TrainState, *, mesh: Mesh, epochs: int, batch_size: int,
                 data_seed: int = 0, transform: Transform | None = None,
@@ -214,9 +223,7 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
     if loss_state is not None:
         ls_sh = stacked_shardings(mesh, loss_state)
         loss_state = put_global(loss_state, ls_sh)
-    run = make_stacked_epoch(train_step_fn(model, tx, transform, loss_fn), mesh, state_sh,
-                             loss_state_sh=ls_sh)
-    eval_fn = _stacked_eval(model, transform, mesh, state_sh)
+    run, eval_fn = _programs(model, tx, transform, loss_fn, mesh, state_sh, ls_sh)
     steps = len(ds.x_train) // batch_size
     history: list[dict[str, Any]] = []
     t0 = time.perf_counter()
