@@ -1,0 +1,33 @@
+"""Quantization bit sweep: post-training quantization (round to nearest, symmetric
+per-channel weights, float activations) of LeNet-300-100 on Fashion-MNIST at
+{8, 6, 4, 3, 2} bits x 2 seeds.
+
+Run:
+    jaxcomp sweep configs/sweep_quant_bits.py --out runs/quant_bits
+    jaxcomp report runs/quant_bits --metric quant_test_accuracy --size int_bytes
+The bit width only matters after training, so settings of one seed have identical
+training: the runner checks this with one train step and trains each seed once (2
+trainings in one vmapped program), then quantizes per setting.
+Expected (PAPERS.md T7): 8 and 6 bits within ~0.1-0.3 pt of the float model, 4 bits
+within about 1 pt, 3 and 2 bits clearly worse; int_bytes about 4x (8 bit) to 16x (2 bit)
+below fp32. About 1 minute on 2 idle CPU cores.
+"""
+
+from jaxcomp.experiment import base_config
+from jaxcomp.sweep.grid import product
+
+
+def get_config():
+    c = base_config()
+    c.name = "sweep_quant_bits"
+    c.data.name = "fashion_mnist"
+    c.model.name = "lenet300"
+    c.train.epochs = 5
+    c.quant.method = "ptq"
+    c.quant.per_channel = True
+    c.quant.symmetric = True
+    return c
+
+
+def get_sweep():
+    return product({"quant.bits": [8, 6, 4, 3, 2]}, {"seed": [0, 1]})
