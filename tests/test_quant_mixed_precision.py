@@ -76,13 +76,17 @@ def test_greedy_hand_example():
     assert mp.allocate_greedy(drops, sizes, 40) == {"a": 4, "b": 4}
 
 
+# The reference: the uniform quantizer with static bits (mixed_precision passes traced bits).
+fq_static = jax.jit(fake_quant, static_argnames=("bits", "axis"))
+
+
 def test_bits_by_rules_and_quantize_layers():
     p = params3()
     bits = mp.bits_by_rules(p, [("Dense_0/.*", 4), ("Dense_2/.*", None), (".*", 8)])
     assert bits == {"Dense_0/kernel": 4, "Dense_1/kernel": 8}
     q = mp.quantize_layers(p, bits)
-    fq = jax.jit(fake_quant, static_argnames=("bits", "axis"))  # static bits: another path
-    np.testing.assert_array_equal(q["Dense_0"]["kernel"], fq(p["Dense_0"]["kernel"], 4, axis=1))
+    np.testing.assert_array_equal(q["Dense_0"]["kernel"],
+                                  fq_static(p["Dense_0"]["kernel"], bits=4, axis=1))
     np.testing.assert_array_equal(q["Dense_2"]["kernel"], p["Dense_2"]["kernel"])
     # 4-bit symmetric per channel: at most 15 distinct values per column.
     assert max(len(np.unique(np.asarray(q["Dense_0"]["kernel"])[:, j])) for j in range(8)) <= 15
@@ -119,7 +123,7 @@ def test_sensitivity_one_layer_at_a_time(use_jit):
     assert set(sens) == {"Dense_0/kernel", "Dense_1/kernel", "Dense_2/kernel"}
     for path, d in sens.items():
         layer = path.split("/")[0]
-        q = {**p, layer: {**p[layer], "kernel": fake_quant(p[layer]["kernel"], 2, axis=1)}}
+        q = {**p, layer: {**p[layer], "kernel": fq_static(p[layer]["kernel"], bits=2, axis=1)}}
         assert d[2] == pytest.approx(loss(q), rel=1e-6)
         assert d[2] > d[8] >= 0.0
 
