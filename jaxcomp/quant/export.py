@@ -39,7 +39,7 @@ from jaxcomp.core import paths as _paths
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.select import Where
 from jaxcomp.quant.transform import bits_per_path
-from jaxcomp.quant.uniform import check_finite, normalize_axis, qparams, quantize_with
+from jaxcomp.quant.uniform import check_finite, normalize_axis, qparams
 
 BLOCK_ELEMS = 1 << 20  # quantize 1M elements (4 MB of float32) at a time
 
@@ -77,12 +77,20 @@ def quantize_leaf_np(x: Any, bits: int, *, axis: int | None = -1,
         hi = np.maximum(hi, blk.max(axis=0))
     if not keep:
         lo, hi = lo.min(keepdims=True), hi.max(keepdims=True)
-    # scales and codes are computed by the same XLA ops as the fake-quant path (XLA's
-    # float division is not numpy's correctly rounded one, so numpy would differ at ties)
+    # scales by the same XLA ops as the fake-quant path; codes block by block in numpy, in
+    # place (XLA's float division can differ from numpy's by an ulp, which flips a code
+    # only at an exact .5 tie)
     scale, zp = (np.asarray(a, np.float32) for a in _qparams_jit(lo, hi, bits, symmetric))
+    qmin, qmax = (float(v) for v in _np_qrange(bits, symmetric))
     q = np.empty(x2.shape, np.int8)
     for sl in _blocks(rows, c):
-        q[sl] = np.asarray(_codes_jit(x2[sl], scale, zp, bits, symmetric))
+        v = np.divide(x2[sl], scale, dtype=np.float32)
+        if not symmetric:
+            v += zp
+        np.round(v, out=v)
+        np.clip(v, qmin, qmax, out=v)
+        q[sl] = v
+        del v
     q = q.reshape(xm.shape)
     stat_shape = [1] * x.ndim
     if keep:
@@ -100,9 +108,9 @@ def _qparams_jit(lo, hi, bits, symmetric):
     return qparams(lo, hi, bits, symmetric=symmetric)
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _codes_jit(x, scale, zp, bits, symmetric):
-    return quantize_with(x, scale, zp, bits, symmetric=symmetric).astype(jax.numpy.int8)
+def _np_qrange(bits: int, symmetric: bool) -> tuple[np.float32, np.float32]:
+    half = np.float32(2 ** (bits - 1))
+    return (np.float32(-(half - 1)) if symmetric else -half), half - 1
 
 
 def pack_int4(q: np.ndarray) -> np.ndarray:

@@ -1,0 +1,236 @@
+"""Quantization benchmarks (JSON lines on stdout; diagnostics on stderr).
+
+* ``qat_step_ratio_cnn``: LeNet-5 train step (batch 128, Adam) with int8 weight
+  (per-channel) + int8 activation fake-quant vs plain. Target ≤ 1.10.
+* ``qat_step_ratio_vs_qwix``: the same jaxcomp QAT step / qwix's QAT step
+  (``QtProvider``, int8 weights and activations) on the same model. Target ≤ 1.0.
+* ``int8_bytes_ratio`` / ``int4_bytes_ratio``: LeNet-300-100 fp32 vs integer
+  export, bytes of the saved orbax directories. Targets ≥ 3.9 / ≥ 7.5.
+* ``int8_forward_time_ratio``: LeNet-300-100 integer inference vs fp32 forward at
+  batch 1024. Target ≤ 0.85. ``int8_forward_time_ratio_lenet5`` (no target).
+* ``int8_export_peak_memory_ratio``: a 100M-parameter fp32 tree exported to int8
+  in a subprocess: ``1 + (peak RSS - RSS after creating the tree) / fp32 bytes``.
+  Target ≤ 1.3.
+
+Run: ``python benchmarks/quant.py`` (``--only NAME`` to run one group).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from harness import emit, interleaved, log  # noqa: E402
+
+from jaxcomp.models import get_model  # noqa: E402
+from jaxcomp.quant.act import act_quant  # noqa: E402
+from jaxcomp.quant.export import dir_bytes, export_int, save  # noqa: E402
+from jaxcomp.quant.intinfer import int_model  # noqa: E402
+from jaxcomp.quant.ptq import layer_rules  # noqa: E402
+from jaxcomp.quant.transform import weight_quant  # noqa: E402
+from jaxcomp.train import create_state, make_train_step  # noqa: E402
+
+STEPS = 10
+
+
+def _batch(n, shape=(28, 28, 1), seed=0):
+    rng = np.random.default_rng(seed)
+    return {"x": jnp.asarray(rng.random((n, *shape), np.float32)),
+            "y": jnp.asarray(rng.integers(0, 10, n).astype(np.int32))}
+
+
+def _qwix_model():
+    """LeNet-5 quantized by qwix QAT (int8 weights and activations), or a reason string."""
+    try:
+        import qwix
+
+        from jaxcomp.flax import from_linen
+        from jaxcomp.models import LeNet5
+
+        rule = qwix.QtRule(module_path=".*", weight_qtype=jnp.int8, act_qtype=jnp.int8)
+        qmod = qwix.quantize_model(LeNet5("classic", 10), qwix.QtProvider([rule]))
+        return from_linen(qmod, "lenet5_qwix")
+    except Exception as e:  # pragma: no cover - depends on the installed qwix
+        return f"{type(e).__name__}: {e}"
+
+
+def bench_qat() -> None:
+    batch = _batch(128)
+    tx = optax.adam(1e-3)
+    base = get_model("lenet5", input_shape=(28, 28, 1))
+    params, _ = base.init(jax.random.key(0), batch["x"][:1])
+    aq = act_quant(base, layer_rules(params, 8), 8)
+    _, ms_aq = aq.model.init(jax.random.key(0), batch["x"][:1])
+    variants = {"plain": (base, None, {}), "jaxcomp": (aq.model, weight_quant(8), ms_aq)}
+    qw = _qwix_model()
+    reason = None
+    if isinstance(qw, str):
+        reason = qw
+    else:
+        try:
+            qp, qms = qw.init(jax.random.key(0), batch["x"][:1])
+            variants["qwix"] = (qw, None, qms)
+            params_q = qp
+        except Exception as e:  # pragma: no cover
+            reason = f"{type(e).__name__}: {e}"
+    states, steps = {}, {}
+    for name, (model, t, ms) in variants.items():
+        steps[name] = make_train_step(model, tx, t)
+        p = jax.tree.map(jnp.copy, params_q if name == "qwix" else params)
+        states[name] = create_state(p, ms, tx, key=jax.random.key(1), transform=t)
+        try:
+            states[name], m = steps[name](states[name], batch)
+            m["loss"].block_until_ready()
+        except Exception as e:  # pragma: no cover
+            if name != "qwix":
+                raise
+            reason = f"{type(e).__name__}: {e}"
+    if reason and "qwix" in variants:
+        variants.pop("qwix")
+        steps.pop("qwix")
+        states.pop("qwix")
+
+    def runner(name):
+        def run():
+            s = states[name]
+            for _ in range(STEPS):
+                s, m = steps[name](s, batch)
+            m["loss"].block_until_ready()
+            states[name] = s
+        return run
+
+    t = interleaved({k: runner(k) for k in steps}, repeats=7)
+    ms_per = {k: round(1e3 * v["wall"] / STEPS, 3) for k, v in t.items()}
+    log("step ms", ms_per)
+    ratio = t["jaxcomp"]["wall"] / t["plain"]["wall"]
+    emit("qat_step_ratio_cnn", round(ratio, 4), "ratio", 1.10,
+         cpu_ratio=round(t["jaxcomp"]["cpu"] / t["plain"]["cpu"], 4), step_ms=ms_per)
+    if "qwix" in t:
+        r = t["jaxcomp"]["wall"] / t["qwix"]["wall"]
+        emit("qat_step_ratio_vs_qwix", round(r, 4), "ratio", 1.0,
+             cpu_ratio=round(t["jaxcomp"]["cpu"] / t["qwix"]["cpu"], 4), step_ms=ms_per,
+             note="qwix QtProvider int8 weights+activations (dynamic ranges, real int8 "
+                  "dot_general); jaxcomp: static EMA activation ranges, fake-quant")
+    else:
+        emit("qat_step_ratio_vs_qwix", None, "ratio", 1.0, ok=False, reason=reason)
+
+
+def bench_bytes() -> None:
+    from jaxcomp.data import fashion_mnist
+    from jaxcomp.train import fit
+
+    ds = fashion_mnist()
+    model = get_model("lenet300", input_shape=(28, 28, 1))
+    # trained weights (2 epochs): what is stored at rest; both formats are compressed by
+    # orbax, so the weight distribution matters
+    res = fit(model, ds, optax.adam(1e-3), epochs=2, batch_size=128, seed=0, progress=False)
+    params = jax.tree.map(np.asarray, res.state.params)
+    raw = sum(x.nbytes for x in jax.tree.leaves(params))
+    with tempfile.TemporaryDirectory() as d:
+        save(f"{d}/fp32", params)
+        fp32 = dir_bytes(f"{d}/fp32")
+        for bits, target in ((8, 3.9), (4, 7.5)):
+            save(f"{d}/int{bits}", export_int(params, bits))
+            b = dir_bytes(f"{d}/int{bits}")
+            emit(f"int{bits}_bytes_ratio", round(fp32 / b, 4), "ratio", target,
+                 ok=fp32 / b >= target, fp32_bytes=fp32, int_bytes=b,
+                 raw_fp32_ratio=round(raw / b, 4),
+                 note="biases stay fp32; per-channel fp32 scales; orbax metadata included")
+
+
+def _forward_ratio(name: str, shape, batch: int) -> tuple[float, float, float]:
+    model = get_model(name, input_shape=shape)
+    x = _batch(batch, shape)["x"]
+    params, ms = model.init(jax.random.key(0), x[:1])
+    aq = act_quant(model, layer_rules(params, 8), 8)
+    _, ms_aq = aq.model.init(jax.random.key(0), x[:1])
+    ms_aq = aq.calibrate(params, ms_aq, [x])
+    im = int_model(model, export_int(params, 8), ms_aq["act_quant"])
+    iw = im.init(None, None)[0]
+    iw = jax.tree.map(jnp.asarray, iw)
+    f32 = jax.jit(lambda p, xb: model.apply(p, ms, xb)[0])
+    i8 = jax.jit(lambda w, xb: im.apply(w, {}, xb)[0])
+    f32(params, x).block_until_ready()
+    i8(iw, x).block_until_ready()
+    reps = 20 if name == "lenet300" else 3
+
+    def run(fn, p):
+        def go():
+            for _ in range(reps):
+                out = fn(p, x)
+            out.block_until_ready()
+        return go
+
+    t = interleaved({"fp32": run(f32, params), "int8": run(i8, iw)}, repeats=7)
+    return (t["int8"]["wall"] / t["fp32"]["wall"], t["int8"]["cpu"] / t["fp32"]["cpu"],
+            1e3 * t["fp32"]["wall"] / reps)
+
+
+def bench_forward() -> None:
+    r, c, ms = _forward_ratio("lenet300", (28, 28, 1), 1024)
+    emit("int8_forward_time_ratio", round(r, 4), "ratio", 0.85, cpu_ratio=round(c, 4),
+         fp32_ms=round(ms, 3))
+    r, c, ms = _forward_ratio("lenet5", (28, 28, 1), 1024)
+    emit("int8_forward_time_ratio_lenet5", round(r, 4), "ratio", None, ok=True,
+         cpu_ratio=round(c, 4), fp32_ms=round(ms, 3),
+         note="no target: XLA on CPU upcasts int8 convolutions")
+
+
+_MEM_CHILD = r"""
+import json, resource, numpy as np, psutil
+from jaxcomp.quant.export import export_int
+export_int({"w": np.ones((256, 256), np.float32)}, 8)  # compile/warm up
+rng = np.random.default_rng(0)
+tree = {f"layer_{i}": {"kernel": rng.standard_normal((10000, 1000), dtype=np.float32),
+                       "bias": np.zeros(1000, np.float32)} for i in range(10)}
+fp32 = sum(l["kernel"].nbytes + l["bias"].nbytes for l in tree.values())
+base = psutil.Process().memory_info().rss
+peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+q = export_int(tree, 8)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"fp32": fp32, "base": base, "peak": peak, "peak_before": peak_before,
+                  "int_bytes": sum(v["kernel"]["q"].nbytes for v in q.values())}))
+"""
+
+
+def bench_memory() -> None:
+    out = subprocess.run([sys.executable, "-c", _MEM_CHILD], capture_output=True, text=True,
+                         timeout=900)
+    if out.returncode != 0:
+        emit("int8_export_peak_memory_ratio", None, "ratio", 1.3, ok=False,
+             reason=out.stderr[-500:])
+        return
+    d = json.loads(out.stdout.strip().splitlines()[-1])
+    ratio = 1 + (d["peak"] - d["base"]) / d["fp32"]
+    emit("int8_export_peak_memory_ratio", round(ratio, 4), "ratio", 1.3,
+         fp32_mb=round(d["fp32"] / 2**20, 1), extra_peak_mb=round((d["peak"] - d["base"])
+                                                                   / 2**20, 1),
+         int8_mb=round(d["int_bytes"] / 2**20, 1),
+         note="100M params; 1 + (peak RSS during export - RSS after creating the tree) / "
+              "fp32 bytes; int8 output itself is 0.25")
+
+
+GROUPS = {"qat": bench_qat, "bytes": bench_bytes, "forward": bench_forward,
+          "memory": bench_memory}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", choices=sorted(GROUPS), action="append")
+    args = ap.parse_args()
+    for name in args.only or list(GROUPS):
+        GROUPS[name]()
+
+
+if __name__ == "__main__":
+    main()
