@@ -34,6 +34,7 @@ import optax
 from jaxcomp.core import schedules
 from jaxcomp.data.dataset import Dataset, epoch_permutation
 from jaxcomp.flax.model import Model
+from jaxcomp.prune.masks import apply_masks
 from jaxcomp.prune.optax_wrapper import get_masks, masked_optimizer
 from jaxcomp.prune.pruner import pruner
 from jaxcomp.train import TrainState, eval_step_fn, evaluate, make_epoch_scan, train_step_fn
@@ -94,6 +95,22 @@ class PruneTrainer:
         params = jax.tree.map(jnp.copy, params)  # the epoch donates its input
         return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), (), {},
                           jax.random.key(seed))
+
+    def state_with_masks(self, params: Any, masks: dict[str, Any], *, lr: float = 1e-3,
+                         wd: float = 0.0, seed: int = 0) -> TrainState:
+        """A train state that trains under the given fixed ``{path: mask}`` (no mask updates).
+
+        The params are zeroed where masked; the pruner's gate never opens.
+        """
+        state = self.state(params, sparsity=0.0, lr=lr, wd=wd, begin=-1, end=-1, seed=seed)
+        opt = state.opt_state
+        old = opt.prune["masks"]
+        if set(old) != set(masks):
+            raise ValueError(f"mask paths {sorted(masks)} differ from the trainer's {sorted(old)}")
+        new = {p: jnp.array(masks[p], bool, copy=True) for p in old}  # the epoch donates
+        zeroed = apply_masks(state.params, new)
+        return state._replace(params=zeroed,
+                              opt_state=opt._replace(prune={**opt.prune, "masks": new}))
 
     def train(self, state: TrainState, *, epochs: int, seed: int, first_epoch: int = 0
               ) -> TrainState:
