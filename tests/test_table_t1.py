@@ -1,0 +1,30 @@
+"""T1 quick mode runs end to end and returns a well-formed table (claims not asserted)."""
+
+import importlib.util
+
+from jaxcomp.experiment.paper_table import TableResult, repo_root
+
+
+def _mod():
+    spec = importlib.util.spec_from_file_location("t1", repo_root() / "experiments/t1_han.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_scaled_keep_hits_overall_fraction():
+    mod = _mod()
+    sizes = {"a": 1000, "b": 100, "c": 10}
+    k = mod.scaled_keep({"a": 0.1, "b": 0.2, "c": 0.6}, sizes, 0.25)
+    assert abs(sum(k[p] * sizes[p] for p in k) / 1110 - 0.25) < 1e-6
+    assert k["c"] == 1.0  # capped
+
+
+def test_t1_quick_structure():
+    res = _mod().run(quick=True)
+    assert isinstance(res, TableResult) and res.table == "T1" and res.quick
+    assert [c.id for c in res.claims] == ["a12", "a5", "b", "c"]
+    assert 11.0 < res.ours["compression_12x"] < 13.0
+    assert 4.5 < res.ours["compression_5x"] < 5.5
+    for k in ("dense_acc", "iterative_12x_acc", "no_retrain_12x_acc"):
+        assert 0.0 <= res.ours[k]["mean"] <= 1.0
