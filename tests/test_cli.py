@@ -67,3 +67,20 @@ def test_config_file_is_locked():
     cfg = load_config(TRAIN_CFG)
     with pytest.raises(AttributeError):
         cfg.train.not_a_key = 1
+
+
+def test_train_data_parallel_mesh_matches_single_device(tmp_path):
+    import os
+
+    args = ["train", TRAIN_CFG, "--set", "data.name=digits", "--set", "train.epochs=1",
+            "--set", "train.batch_size=64", "--no-progress"]
+    single = run_cli(*args, "--out", str(tmp_path / "a"))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    multi = subprocess.run([sys.executable, "-m", "jaxcomp.cli", *args, "--mesh", "data=2",
+                            "--out", str(tmp_path / "b")], capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert single.returncode == 0 and multi.returncode == 0, multi.stderr
+    a = json.loads((tmp_path / "a" / "result.json").read_text())["metrics"]
+    b = json.loads((tmp_path / "b" / "result.json").read_text())["metrics"]
+    assert abs(a["test_accuracy"] - b["test_accuracy"]) < 1e-6
+    assert abs(a["test_nll"] - b["test_nll"]) < 1e-4

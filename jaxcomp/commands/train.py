@@ -19,7 +19,10 @@ HELP = "train one model from a config and print a results line"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from jaxcomp.distributed.args import add_distributed_arguments
+
     add_config_arguments(p)
+    add_distributed_arguments(p)
 
 
 def format_result(record: dict) -> str:
@@ -41,11 +44,14 @@ def format_result(record: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jaxcomp.distributed.args import setup_from_args
+    from jaxcomp.distributed.multihost import is_writer
     from jaxcomp.experiment.run import run_experiment
 
     cfg = config_from_args(args)
-    record = run_experiment(cfg, progress=not args.no_progress, out_dir=args.out)
-    if args.out:
+    mesh = setup_from_args(args, cfg.mesh)
+    record = run_experiment(cfg, progress=not args.no_progress, out_dir=args.out, mesh=mesh)
+    if args.out and is_writer():
         write_json_atomic(os.path.join(args.out, "result.json"), record)
     print(format_result(record))
     return 1 if record["metrics"].get("diverged") else 0

@@ -20,6 +20,7 @@ from typing import Any
 import ml_collections
 
 from jaxcomp.core.errors import ConfigError, suggest
+from jaxcomp.distributed.mesh import mesh_config
 from jaxcomp.experiment import families
 
 
@@ -36,6 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
         {"epochs": 10, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
          "weight_decay": 0.0, "momentum": 0.9, "scan": "auto", "eval_batch_size": 1000,
          "checkpoint": False})
+    c.mesh = mesh_config()
     for name, fam in families.available().items():
         c[name] = fam.default_config()
     c.lock()

@@ -51,6 +51,7 @@ class RunContext:
     artifacts: dict[str, Any] = dataclasses.field(default_factory=dict)
     progress: bool = False
     out_dir: str | None = None
+    mesh: Any = None
 
     @property
     def transform(self) -> Transform | None:
@@ -68,6 +69,10 @@ class RunContext:
                   extra_batch=self.extra_batch, loss_state=self.loss_state)
         kw.update(overrides)
         tx = kw.pop("tx", None) or self.make_optimizer()
+        if self.mesh is not None and self.mesh.size > 1:
+            from jaxcomp.distributed.data_parallel import fit_data_parallel
+
+            return fit_data_parallel(self.model, self.dataset, tx, mesh=self.mesh, **kw)
         return fit(self.model, self.dataset, tx, **kw)
 
 
@@ -129,12 +134,18 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
 
 
 def run_experiment(cfg: ml_collections.ConfigDict, *, progress: bool = False,
-                   out_dir: str | None = None, dataset: Dataset | None = None) -> dict[str, Any]:
-    """Run the experiment described by ``cfg`` and return its result record."""
+                   out_dir: str | None = None, dataset: Dataset | None = None,
+                   mesh: Any = None) -> dict[str, Any]:
+    """Run the experiment described by ``cfg`` and return its result record.
+
+    With a ``mesh`` of more than one device (``jaxcomp.distributed.make_mesh``),
+    training is data-parallel over its ``data`` axis.
+    """
     validate(cfg)
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_data(cfg)
-    ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=progress, out_dir=out_dir)
+    ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=progress, out_dir=out_dir,
+                     mesh=mesh)
     active = {n: f for n, f in families.available().items()
               if n in cfg and cfg[n].get("method", "none") != "none"}
     for name, fam in active.items():
