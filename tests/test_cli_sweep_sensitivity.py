@@ -83,3 +83,20 @@ def test_missing_library_is_a_clear_error(config, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, cmd.LIBRARY, None)  # as if the module did not exist
     assert main(["sensitivity", config]) == 2
     assert "needs jaxcomp.prune.sensitivity" in capsys.readouterr().err
+
+
+def test_real_library_end_to_end(tmp_path, config, capsys):
+    pytest.importorskip(cmd.LIBRARY)
+    out = tmp_path / "real"
+    assert main(["sensitivity", config, "--kind", "quant", "--levels", "8,2", "--out", str(out),
+                 "--set", "train.epochs=3", "--set", "train.learning_rate=0.01",
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "| layer | bits=8 | bits=2 |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| Dense_")]
+    assert [r.split(" | ")[0] for r in rows] == ["| Dense_0/kernel", "| Dense_1/kernel"]
+    for r in rows:  # a trained model: 8-bit layers keep it well above chance (0.25)
+        a8, a2 = (float(v) for v in r.strip(" |").split(" | ")[1:])
+        assert a8 > 0.5 and 0.0 <= a2 <= 1.0
+    assert (out / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "sensitivity.csv").read_text().count("\n") >= 5

@@ -23,7 +23,8 @@ from typing import Any
 
 HELP = "prune or quantize one layer at a time over a list of levels; plot accuracy per layer"
 
-DEFAULT_LEVELS = {"prune": [0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99], "quant": [8, 6, 4, 3, 2]}
+DEFAULT_LEVELS = {"prune": [0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99],
+                  "channels": [0.1, 0.25, 0.5, 0.75], "quant": [8, 6, 4, 3, 2]}
 LIBRARY = "jaxcomp.prune.sensitivity"
 
 
@@ -31,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from jaxcomp.commands.common import add_config_arguments
 
     add_config_arguments(p)
-    p.add_argument("--kind", default="prune", choices=("prune", "quant"),
-                   help="prune (levels = sparsities) or quant (levels = bit widths)")
+    p.add_argument("--kind", default="prune", choices=("prune", "channels", "quant"),
+                   help="prune (levels = sparsities), channels (fraction of a dependency "
+                        "group's channels removed) or quant (levels = bit widths)")
     p.add_argument("--levels", default=None,
                    help="comma-separated levels (default: sparsities 0.1..0.99 or bits 8..2)")
     p.add_argument("--where", action="append", default=None, metavar="RULE",
@@ -40,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_levels(text: str | None, kind: str) -> list[float]:
-    """The ``--levels`` list, checked: sparsities in [0, 1), bit widths integers in [1, 32]."""
+    """The ``--levels`` list, checked: fractions in [0, 1), bit widths integers in [1, 32]."""
     from jaxcomp.core.errors import ConfigError, check_range
 
     if text is None:
@@ -52,7 +54,7 @@ def parse_levels(text: str | None, kind: str) -> list[float]:
     if not levels:
         raise ConfigError(f"--levels: got {text!r}; expected at least one level")
     for v in levels:
-        if kind == "prune":
+        if kind != "quant":
             check_range("--levels (sparsity)", v, 0.0, 1.0, hi_open=True)
         else:
             check_range("--levels (bits)", v, 1, 32)
@@ -106,13 +108,13 @@ def pivot(rows: list[dict[str, Any]]) -> tuple[list[str], list[Any], dict]:
     vk = next(k for k in ("level", "sparsity", "bits") if k in rows[0])
     ak = next(k for k in ("accuracy", "test_accuracy") if k in rows[0])
     layers = list(dict.fromkeys(r[lk] for r in rows))
-    levels = sorted(dict.fromkeys(r[vk] for r in rows))
+    levels = list(dict.fromkeys(r[vk] for r in rows))
     return layers, levels, {(r[lk], r[vk]): r[ak] for r in rows}
 
 
 def to_markdown(rows: list[dict[str, Any]], kind: str) -> str:
     layers, levels, acc = pivot(rows)
-    head = ["layer"] + [f"{'s' if kind == 'prune' else 'bits'}={v:g}" for v in levels]
+    head = ["layer"] + [f"{'bits' if kind == 'quant' else 's'}={v:g}" for v in levels]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for layer in layers:
         cells = [f"{acc[(layer, v)]:.4f}" if (layer, v) in acc else "—" for v in levels]
@@ -138,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         _call(lib.write_csv, rows, str(out / "sensitivity.csv"))
         files.append(out / "sensitivity.csv")
     if hasattr(lib, "plot"):
-        _call(lib.plot, rows, str(out / "sensitivity.png"))
+        _call(lib.plot, rows, str(out / "sensitivity.png"),
+              title=f"{args.kind} sensitivity: {pathlib.Path(args.config).name}")
         files.append(out / "sensitivity.png")
     md = to_markdown(rows, args.kind)
     (out / "sensitivity.md").write_text(f"# Sensitivity ({args.kind}): {args.config}\n\n"
