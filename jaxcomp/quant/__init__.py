@@ -1,8 +1,27 @@
 """Quantization: uniform affine and fp8 quantizers with straight-through
 gradients, observers, LSQ, activation fake-quant, BatchNorm folding, PTQ / QAT /
-AdaRound pipelines and integer export + inference."""
+AdaRound pipelines and integer export + inference.
 
+Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxcomp.quant as jq
+    >>> q, scale, zp = jq.quantize(jnp.array([-1.0, 0.5, 1.0]), 8)
+    >>> q.tolist()
+    [-127, 64, 127]
+"""
+
+from jaxcomp.quant.act import ActQuant, act_quant, act_quant_nnx
+from jaxcomp.quant.adaround import adaround
+from jaxcomp.quant.bnfold import Folded, fold_batchnorm
+from jaxcomp.quant.export import dequantize_tree, export_int, int_bytes, pack_int4, unpack_int4
+from jaxcomp.quant.export import restore as restore_int
+from jaxcomp.quant.export import save as save_int
 from jaxcomp.quant.fp8 import fake_quant_fp8
+from jaxcomp.quant.intinfer import int_model
+from jaxcomp.quant.lsq import add_lsq_scales, lsq, lsq_fake_quant
+from jaxcomp.quant.observers import OBSERVERS, observe
+from jaxcomp.quant.ptq import PTQResult, ptq
+from jaxcomp.quant.transform import fake_quant_params, weight_quant
 from jaxcomp.quant.uniform import (
     SUPPORTED_BITS,
     dequantize,
@@ -16,6 +35,10 @@ from jaxcomp.quant.uniform import (
 )
 
 __all__ = [
-    "SUPPORTED_BITS", "dequantize", "fake_quant", "fake_quant_fp8", "minmax", "qparams",
-    "qrange", "quantize", "quantize_with", "ste_fake_quant",
+    "OBSERVERS", "SUPPORTED_BITS", "ActQuant", "Folded", "PTQResult", "act_quant",
+    "act_quant_nnx", "adaround", "add_lsq_scales", "dequantize", "dequantize_tree",
+    "export_int", "fake_quant", "fake_quant_fp8", "fake_quant_params", "fold_batchnorm",
+    "int_bytes", "int_model", "lsq", "lsq_fake_quant", "minmax", "observe", "pack_int4", "ptq",
+    "qparams", "qrange", "quantize", "quantize_with", "restore_int", "save_int",
+    "ste_fake_quant", "unpack_int4", "weight_quant",
 ]
