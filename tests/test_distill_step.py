@@ -265,16 +265,16 @@ def test_fit_with_kd_loss_fn_and_transform():
     _, t, tv = models()
     s = get_model("mlp", input_shape=(D,), num_classes=K, features=(8, 5))
     ls = kd.loss_state(temperature=2.0, alpha=0.5)
-    live = fit(s, ds, optax.adam(1e-2), epochs=2, batch_size=32, seed=0, progress=False,
+    live = fit(s, ds, optax.adam(1e-2), epochs=1, batch_size=32, seed=0, progress=False,
                transform=_mask_transform(), loss_state=ls,
                loss_fn=kd.make_loss_fn("kd", teacher=t, teacher_params=tv[0]))
     cache = kd.teacher_outputs(t, *tv, ds.x_train)
-    cached = fit(s, ds, optax.adam(1e-2), epochs=2, batch_size=32, seed=0, progress=False,
+    cached = fit(s, ds, optax.adam(1e-2), epochs=1, batch_size=32, seed=0, progress=False,
                  transform=_mask_transform(), loss_state=ls, loss_fn=kd.make_loss_fn("kd"),
                  extra_batch=kd.cached_extra_batch(cache))
     np.testing.assert_allclose(live.history[-1]["train_loss"], cached.history[-1]["train_loss"],
                                rtol=1e-4)
-    scan = kd.fit_scan(s, ds, optax.adam(1e-2), epochs=2, batch_size=32, seed=0,
+    scan = kd.fit_scan(s, ds, optax.adam(1e-2), epochs=1, batch_size=32, seed=0,
                        transform=_mask_transform(), loss_state=ls,
                        loss_fn=kd.make_loss_fn("kd"), cached=cache)
     np.testing.assert_allclose(scan.history[-1]["train_loss"], cached.history[-1]["train_loss"],
