@@ -33,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.rounds = 9               # 0.8**9 -> 13.5% of the weights remain
     c.eval_rounds = (7, 9)     # ~21% and ~13.5% remaining, where the claims are tested
     c.quick = ml_collections.ConfigDict(
-        {"seeds": (0,), "limit_train": 3000, "limit_test": 1000, "epochs": 1, "rounds": 2,
+        {"seeds": (0,), "limit_train": 2000, "limit_test": 500, "epochs": 1, "rounds": 2,
          "eval_rounds": (2,), "batch_size": 100})
     c.lock()
     return c
