@@ -21,6 +21,7 @@ from jaxcomp.quant.export import (
     restore,
     save,
     unpack_int4,
+    zero_point,
 )
 from jaxcomp.quant.intinfer import int_model
 from jaxcomp.quant.transform import fake_quant_params
@@ -40,7 +41,8 @@ def test_export_codes_equal_quantize(bits, sym, axis):
     diff = np.abs(codes(leaf).astype(int) - np.asarray(q, int))
     assert diff.max() <= 1 and diff.mean() < 1e-2
     np.testing.assert_allclose(leaf["scale"], s, rtol=1e-6)
-    np.testing.assert_array_equal(leaf["zero_point"], z)
+    np.testing.assert_array_equal(zero_point(leaf), z if not sym else 0)
+    assert ("zero_point" in leaf) == (not sym)
     assert leaf["q"].dtype == (np.uint8 if bits <= 4 else np.int8)
 
 

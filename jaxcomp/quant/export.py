@@ -8,8 +8,9 @@ The codes equal :func:`jaxcomp.quant.quantize`'s (same float32 arithmetic,
 round half to even), so the integer model computes what the fake-quant model
 simulates. Each exported leaf becomes a dict of arrays::
 
-    {"q": int8 codes (int4: uint8, two per byte), "scale": f32, "zero_point": f32,
-     "bits": int8 scalar, "shape": int32[ndim]}
+    {"q": int8 codes (int4: uint8, two per byte), "scale": f32,
+     "meta": int32[1 + ndim] = [bits, *shape],
+     "zero_point": f32 (asymmetric only; symmetric zero points are 0 and not stored)}
 
 Unselected leaves (biases) stay float32. :func:`dequantize_tree` inverts it.
 
@@ -96,8 +97,10 @@ def quantize_leaf_np(x: Any, bits: int, *, axis: int | None = -1,
     if keep:
         q = np.moveaxis(q, -1, keep[0])
         stat_shape[keep[0]] = c
-    out = {"q": q, "scale": scale.reshape(stat_shape), "zero_point": zp.reshape(stat_shape),
-           "bits": np.asarray(bits, np.int8), "shape": np.asarray(shape, np.int32)}
+    out = {"q": q, "scale": scale.reshape(stat_shape),
+           "meta": np.asarray([bits, *shape], np.int32)}
+    if not symmetric:
+        out["zero_point"] = zp.reshape(stat_shape)
     if bits <= 4:
         out["q"] = pack_int4(q)
     return out
@@ -134,15 +137,30 @@ def unpack_int4(packed: Any, shape: tuple[int, ...]) -> Any:
 
 def codes(leaf: dict[str, Any]) -> Any:
     """The integer codes of an exported leaf, unpacked to int8 in their original shape."""
-    shape = tuple(int(s) for s in np.asarray(leaf["shape"]))
+    bits, shape = leaf_bits(leaf), leaf_shape(leaf)
     q = leaf["q"]
-    if int(np.asarray(leaf["bits"])) <= 4:
+    if bits <= 4:
         return unpack_int4(q, shape)
     return q
 
 
+def leaf_bits(leaf: dict[str, Any]) -> int:
+    """The bit width of an exported leaf."""
+    return int(np.asarray(leaf["meta"])[0])
+
+
+def leaf_shape(leaf: dict[str, Any]) -> tuple[int, ...]:
+    """The original shape of an exported leaf."""
+    return tuple(int(v) for v in np.asarray(leaf["meta"])[1:])
+
+
+def zero_point(leaf: dict[str, Any]) -> Any:
+    """The zero point of an exported leaf (0 for symmetric)."""
+    return leaf.get("zero_point", np.zeros((), np.float32))
+
+
 def is_qleaf(x: Any) -> bool:
-    return isinstance(x, dict) and "q" in x and "scale" in x and "bits" in x
+    return isinstance(x, dict) and "q" in x and "scale" in x and "meta" in x
 
 
 def export_int(params: Any, bits: Any = 8, *, where: Where = None, per_channel: bool = True,
@@ -182,7 +200,7 @@ def dequantize_tree(qtree: Any) -> Any:
     def walk(node):
         if is_qleaf(node):
             q = np.asarray(codes({k: np.asarray(v) for k, v in node.items()}), np.float32)
-            return ((q - node["zero_point"]) * node["scale"]).astype(np.float32)
+            return ((q - zero_point(node)) * node["scale"]).astype(np.float32)
         if isinstance(node, dict):
             return {k: walk(v) for k, v in node.items()}
         return node

@@ -118,7 +118,7 @@ def int_model(model: Model, qtree: Any, act_state: dict[str, Any], *,
                       # Σ q_w over the contraction axes, for the zero-point term (precomputed
                       # here: XLA would otherwise constant-fold it slowly under jit)
                       "qsum": q.astype(np.int32).sum(axis=tuple(range(q.ndim - 1)))}
-    if any(float(np.abs(np.asarray(v["kernel"]["zero_point"])).max()) > 0
+    if any("zero_point" in v["kernel"]
            for v in layers.values()):
         raise ConfigError("int_model: weights must be exported with symmetric=True")
     float_params = dequantize_tree(qtree)  # biases (and placeholders for kernels)
