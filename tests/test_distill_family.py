@@ -18,11 +18,11 @@ def tiny(method="kd", **kw):
     cfg = base_config()
     cfg.data.name = "digits"
     cfg.model.name = "mlp"
-    cfg.train.epochs = 2
+    cfg.train.epochs = 1
     cfg.train.batch_size = 64
     d = cfg.distill
     d.method = method
-    d.teacher_features = (64, 64)
+    d.teacher_features = (32, 32)
     d.teacher_epochs = 3
     d.teacher_learning_rate = 3e-3
     for k, v in kw.items():
@@ -36,7 +36,7 @@ def test_run_experiment_tiny_kd_records_teacher_metrics():
     m = rec["metrics"]
     assert 0.0 <= m["test_accuracy"] <= 1.0 and np.isfinite(m["test_nll"])
     assert m["teacher_test_accuracy"] > 0.5
-    assert m["teacher_params"] == 64 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
+    assert m["teacher_params"] == 64 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10
     assert rec["config"]["distill"]["method"] == "kd"
 
 
@@ -107,6 +107,6 @@ def test_teacher_checkpoint_roundtrip_and_class_mismatch(tmp_path):
     family.setup(cfg.distill, ctx2)
     jax.tree.map(np.testing.assert_array_equal, saved, ctx2.artifacts["distill_teacher"]["params"])
     family.clear_cache()
-    bad = tiny("kd", teacher_checkpoint=path, teacher_features=(32, 32))
+    bad = tiny("kd", teacher_checkpoint=path, teacher_features=(16, 16))
     with pytest.raises(ConfigError, match="teacher_checkpoint"):
         family.setup(bad.distill, _ctx(bad))
