@@ -230,4 +230,28 @@ def run(quick: bool = False) -> TableResult:
     ]
     if quick:
         deviations.insert(0, "QUICK MODE: tiny subsets and 1 epoch; claims are not meaningful.")
-    return TableResult(TABLE, TITLE, PAPER, ours, claims, deviations, "", quick, rows)
+    return TableResult(TABLE, TITLE, PAPER, ours, claims, deviations,
+                       _analysis(claims, acc_fp, acc_rtn), quick, rows)
+
+
+def _analysis(claims: list[Claim], acc_fp: float, acc_rtn: float) -> str:
+    """A short, number-driven note on the failing claims (one seed)."""
+    notes = []
+    for c in claims:
+        if c.passed:
+            continue
+        if c.id == "c1":
+            notes.append(f"c1 FAIL ({c.value:+.2f} pt): per-channel symmetric min/max scales "
+                         "bound every weight's rounding error by its own channel's step (≤ the "
+                         "tensor's), yet gave lower test accuracy at 4 bits on LeNet-300-100 in "
+                         "this single-seed run; the gap is of the size of single-seed noise "
+                         "between rounding variants.")
+        elif c.id == "d":
+            notes.append(f"d FAIL ({c.value:+.2f} pt): round-to-nearest W4 loses only "
+                         f"{(acc_fp - acc_rtn) * 100:.2f} pt against fp32 here, so a +1 pt gain "
+                         "over it would put AdaRound above the float model; the claim is "
+                         "unreachable on this model (the paper's ImageNet ResNets lose tens of "
+                         "points with RTN W4).")
+        else:
+            notes.append(f"{c.id} FAIL ({c.value:.3g} vs {c.op} {c.threshold:g}).")
+    return " ".join(notes) if notes else "All claims pass."
