@@ -171,6 +171,9 @@ def test_sigkill_trials_lose_and_duplicate_nothing(tmp_path, capsys):
     recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     ok = [r for r in recs if r["status"] == "ok"]
     assert sorted(r["seed"] for r in ok) == list(range(N_RUNS))
+    # a run killed between its last checkpoint and its record resumes with an empty history
+    # (a known bug, pinned by test_resume_after_final_checkpoint_keeps_metrics): count them
+    stats["finished_without_metrics"] = sum("test_accuracy" not in r["metrics"] for r in ok)
     assert stats["kills"] >= TRIALS - stats["finished_before_kill"]
     assert stats["kills"] >= 8, stats  # the sweep must really be interrupted
     assert stats["during_checkpoint_write"] >= 1, stats
