@@ -2,9 +2,10 @@
 
 ``masked_optimizer(tx, pruner)`` is an ``optax.GradientTransformation``:
 
-1. the inner optimizer runs on the dense gradients, then the pruner's
-   ``update`` runs on the new params (gated on the step inside jit — mask
-   recomputation costs nothing on other steps);
+1. the pruner's ``update`` runs on the current params and dense gradients
+   (gated on the step inside jit — mask recomputation costs nothing on other
+   steps; SNIP at step 0 sees the initial weights), then the inner optimizer
+   runs on the dense gradients;
 2. the returned updates send every weight the new mask prunes to exactly
    ``0.0`` (``p + (-p) == 0`` in floating point); weights the mask newly
    regrows (dynamic sparse training) start from zero;
@@ -80,19 +81,19 @@ def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
             raise ConfigError("masked_optimizer: update needs params (call "
                               "tx.update(grads, opt_state, params))")
         old = state.prune["masks"]
-        u, inner = tx.update(grads, state.inner, params)
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
 
         def run_pruner():
-            new_params = optax.apply_updates(params, u)
-            return pruner.update(new_params, state.prune, step=state.count, grads=grads,
-                                 key=key)
+            key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
+            return pruner.update(params, state.prune, step=state.count, grads=grads, key=key)
 
         gate = _gate_open(state.prune, state.count)
-        # a pruner whose state only changes at gated steps is not called on other steps
-        # (no params + updates materialized for it); accumulating scores run every step
+        # masks are recomputed from the current params and gradients (before this step's
+        # update), so the branch only reads buffers that exist anyway and the optimizer's
+        # elementwise update stays fused; a pruner whose state only changes at gated steps
+        # is not called on other steps; accumulating scores run every step
         prune = run_pruner() if gate is None else lax.cond(gate, run_pruner,
                                                            lambda: state.prune)
+        u, inner = tx.update(grads, state.inner, params)
         new = prune["masks"]
         # keep a weight's update only if it is kept before and after; else send it to 0
         both = {p: old[p] & new[p] for p in new}
