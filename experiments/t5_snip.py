@@ -123,10 +123,26 @@ def run(quick: bool = False) -> TableResult:
                for s in kept}}
     paper = {"dense_error_pct": 1.7, "snip_95%_error_pct": 1.6, "snip_98%_error_pct": 2.4}
     passed = all(c.passed for c in claims if c.gating)
-    analysis = ("All gating claims pass." if passed else
-                "Failing: " + "; ".join(f"{c.id} ({c.value:.2f} vs {c.op} {c.threshold})"
-                                        for c in claims if c.gating and not c.passed) +
-                ". Reported as measured; thresholds unchanged.")
+    d95 = 100 * (m["dense"]["mean"] - m[f"snip{s95}"]["mean"])
+    notes = []
+    if not claims[0].passed:
+        notes.append(
+            f"Claim a fails: SNIP's {s95:.0%}-sparse net, its masks fixed at initialization "
+            f"and trained from scratch for {cfg.epochs} epochs, trails dense by {d95:.2f} pt "
+            "on Fashion-MNIST (harder than the paper's MNIST, where the 95% net matched the "
+            "reference). Uniform random pruning trails by "
+            f"{100 * (m['dense']['mean'] - m[f'random{s95}']['mean']):.2f} pt, so SNIP's "
+            f"advantage at {s95:.0%} is {gap[s95]:.2f} pt and grows to {gap[s98]:.2f} pt at "
+            f"{s98:.0%}, where uniform random keeps only {1 - s98:.0%} of the 100×10 output "
+            "layer while SNIP keeps "
+            f"{kept[s98]['Dense_2/kernel']:.0%} of it. Pruning during training recovers far "
+            "more (T3: gradual 90% matches dense). Reported as measured; thresholds unchanged.")
+    elif passed:
+        notes.append("All gating claims pass.")
+    if not claims[1].passed:
+        notes.append("Claim b fails: SNIP does not beat uniform random by 1 pt at either "
+                     "sparsity. Reported as measured; thresholds unchanged.")
+    analysis = " ".join(notes)
     return TableResult(
         TABLE, TITLE, paper, ours, claims,
         deviations=["Fashion-MNIST instead of MNIST; Adam 1e-3 for 12 epochs instead of the "
