@@ -169,10 +169,36 @@ def bench_lowrank(repeats, batch=1024, rank=32):
          cpu_speedup=round(t["dense"][1] / t["factorized"][1], 3), batch=batch, rank=rank)
 
 
+def bench_threads(ks, repeats, n_iter=5):
+    """jaxcomp Tucker-2 over all kernels with the default BLAS threads vs one thread."""
+    from threadpoolctl import threadpool_limits
+
+    from jaxcomp.decompose.blas import _load_lapack
+
+    _load_lapack()
+    ranks = {n: (max(1, k.shape[2] // 2), max(1, k.shape[3] // 2)) for n, k in ks.items()}
+    ks_dev = {n: jnp.asarray(k) for n, k in ks.items()}
+
+    def ours():
+        return {n: jax.block_until_ready(tucker2(ks_dev[n], ranks[n], n_iter=n_iter))
+                for n in ks}
+
+    def one():
+        with threadpool_limits(1, "blas"):
+            return ours()
+
+    ours()
+    t = interleaved({"default": ours, "one": one}, repeats)
+    ratio = t["default"][0] / t["one"][0]
+    emit("tucker2_default_vs_one_blas_thread", round(ratio, 3),
+         "x (default-threads time / one-thread time)", "report", True,
+         default_s=t["default"][0], one_thread_s=t["one"][0])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--only", default="", help="comma-separated subset: tucker,cp,lowrank")
+    ap.add_argument("--only", default="", help="comma-separated subset: tucker,cp,threads,lowrank")
     args = ap.parse_args(argv)
     only = set(filter(None, args.only.split(",")))
     ks = kernels()
@@ -182,6 +208,8 @@ def main(argv=None):
             report_decomp("tucker2_time_vs_tensorly", 0.33, *bench_tucker(ks, args.repeats))
         if not only or "cp" in only:
             report_decomp("cp_time_vs_tensorly", 0.5, *bench_cp(ks, args.repeats))
+    if not only or "threads" in only:
+        bench_threads(ks, args.repeats)
     if not only or "lowrank" in only:
         bench_lowrank(args.repeats)
 
