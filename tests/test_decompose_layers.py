@@ -84,8 +84,8 @@ def test_factorized_rescnn_nested_strided_conv():
             "block0/conv2": {"method": "cp", "rank": 6}}
     f = factorize(m, params, spec, key=jax.random.key(1), n_iter=3)
     x = jax.random.normal(jax.random.key(2), (2, 12, 12, 1))
-    y_fact = f.model.apply(f.params, ms, x)[0]
-    y_dense = m.apply(reconstruct_params(f.params, f.spec), ms, x)[0]
+    y_fact = jax.jit(lambda p: f.model.apply(p, ms, x)[0])(f.params)
+    y_dense = jax.jit(lambda p: m.apply(p, ms, x)[0])(reconstruct_params(f.params, f.spec))
     np.testing.assert_allclose(y_fact, y_dense, atol=1e-4, rtol=1e-4)
 
 
