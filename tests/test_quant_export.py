@@ -84,8 +84,8 @@ def test_export_errors():
 
 def test_int_path_matches_fake_quant_on_trained_mlp():
     ds = digits()
-    base = get_model("mlp", input_shape=ds.input_shape, num_classes=10, features=(64, 32))
-    res = fit(base, ds, optax.adam(3e-3), epochs=8, batch_size=64, seed=0, progress=False)
+    base = get_model("mlp", input_shape=ds.input_shape, num_classes=10, features=(32, 32))
+    res = fit(base, ds, optax.adam(3e-3), epochs=5, batch_size=64, seed=0, progress=False)
     params = res.state.params
     aq = act_quant(base, ["Dense_.*"], bits=8)
     _, ms = aq.model.init(jax.random.key(0), ds.x_train[:1])

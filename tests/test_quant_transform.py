@@ -13,17 +13,28 @@ from tests.conformance import check_transform, linen_params
 
 
 def test_conformance_per_channel_vmap_bits():
-    check_transform(lambda: weight_quant(8),
+    check_transform(lambda: weight_quant(8), steps=(0, 3),
                     hparam_factory=lambda b: weight_quant(b), hparam_values=[2, 4, 8])
 
 
 def test_conformance_variants():
-    check_transform(lambda: weight_quant(4, per_channel=False, symmetric=False),
-                    param_sets=("linen",))
-    check_transform(lambda: weight_quant(4, group_size=8), param_sets=("nnx",))
-    check_transform(lambda: weight_quant(4, observer="mse"), param_sets=("linen",))
-    check_transform(lambda: weight_quant(4, rounding="stochastic", key=jax.random.key(3)),
-                    param_sets=("linen",))
+    check_transform(lambda: weight_quant(4, per_channel=False, symmetric=False,
+                                         group_size=None), param_sets=("linen",), steps=(0, 3))
+    check_transform(lambda: weight_quant(4, group_size=8, rounding="stochastic",
+                                         key=jax.random.key(3)),
+                    param_sets=("nnx",), steps=(0, 3))
+
+
+@pytest.mark.parametrize("use_jit", [True, False])
+def test_mse_observer_clips_and_matches_jit(use_jit):
+    params = linen_params()
+    t = weight_quant(2, observer="mse")
+    apply = jax.jit(t.apply) if use_jit else t.apply
+    out = apply(params, t.init(params))["Dense_0"]["kernel"]
+    ref = fake_quant(params["Dense_0"]["kernel"], 2, axis=-1)
+    w = params["Dense_0"]["kernel"]
+    mse = lambda y: float(jnp.mean(jnp.square(y - w)))
+    assert mse(out) <= mse(ref) + 1e-9
 
 
 @pytest.mark.parametrize("use_jit", [True, False])
