@@ -46,7 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.measure_batch = 1000
     c.measure_repeats = 7
     c.quick = ml_collections.ConfigDict({
-        "limit_train": 2000, "limit_test": 1000, "mlp_epochs": 2, "cnn_epochs": 1,
-        "finetune_epochs": 1, "random_draws": 2, "measure_repeats": 2,
+        "limit_train": 2000, "limit_test": 1000, "mlp_epochs": 1, "cnn_epochs": 1,
+        "finetune_epochs": 1, "random_draws": 1, "measure_repeats": 2,
         "measure_batch": 256})
     return c
