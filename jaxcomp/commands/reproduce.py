@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from jaxcomp.experiment.paper_table import load_table, tables, write_results
+from jaxcomp.experiment.paper_table import load_table, tables, write_index, write_results
 
 HELP = "reproduce a paper table (T1..T8, or all) and write docs/results/T<n>.md/.json"
 
@@ -42,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {d['status']:6s} {c.id}: {c.text}: {c.value:.4g} {c.op} {c.threshold:g}")
         if not result.passed:
             failed.append(name)
+        write_index(md.parent)
     # Quick runs are smoke tests: they must run end to end, not pass the claims.
     return 0 if args.quick or not failed else 1

@@ -178,6 +178,28 @@ def write_results(result: TableResult, out_dir: str | os.PathLike | None = None,
     return mpath, jpath
 
 
+def write_index(out_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """Write ``README.md`` beside the results: one line per table from its JSON."""
+    out = pathlib.Path(out_dir) if out_dir else repo_root() / "docs" / "results"
+    lines = ["# Paper tables: results", "",
+             "Written by `jaxcomp reproduce`. Each table checks relative claims against a "
+             "baseline trained in the same run; each file states its claims, the paper's "
+             "numbers and every deviation from the paper's recipe.",
+             "", "| table | title | claims passed | status | commit | date |",
+             "|---|---|---|---|---|---|"]
+    for path in sorted(out.glob("T*.json"), key=lambda p: (len(p.stem), p.stem)):
+        d = json.loads(path.read_text())
+        gating = [c for c in d["claims"] if c.get("status") != "REPORT"]
+        n_ok = sum(c["passed"] for c in gating)
+        mode = " (quick)" if d.get("quick") else ""
+        lines.append(f"| [{d['table']}]({path.stem}.md){mode} | {d['title']} | "
+                     f"{n_ok}/{len(gating)} | {'PASS' if d['passed'] else 'FAIL'} | "
+                     f"`{d['commit'][:10]}` | {d['date']} |")
+    index = out / "README.md"
+    index.write_text("\n".join(lines) + "\n")
+    return index
+
+
 def mean_std(values: list[float]) -> dict[str, float]:
     """``{"mean", "std", "n"}`` of a list of numbers (sample std, 0 for one value)."""
     a = np.asarray(values, np.float64)
