@@ -8,9 +8,10 @@ Run:
 The bit width only matters after training, so settings of one seed have identical
 training: the runner checks this with one train step and trains each seed once (2
 trainings in one vmapped program), then quantizes per setting.
-Expected (PAPERS.md T7): 8 and 6 bits within ~0.1-0.3 pt of the float model, 4 bits
-within about 1 pt, 3 and 2 bits clearly worse; int_bytes about 4x (8 bit) to 16x (2 bit)
-below fp32. About 1 minute on 2 idle CPU cores.
+Expected (PAPERS.md T7), measured here (2 seeds, mean): float 0.876; after PTQ 0.876 /
+0.876 / 0.873 / 0.856 / 0.28 at 8 / 6 / 4 / 3 / 2 bits (2 bits collapses without QAT);
+int_bytes 270 KB at 8 and 6 bits (one byte per weight), 136 KB at 4 bits and below
+(packed nibbles) vs 1066 KB fp32. 2 trainings for 10 runs; about 30 s of CPU time.
 """
 
 from jaxcomp.experiment import base_config
