@@ -102,7 +102,10 @@ def test_checkpoint_resume_equals_straight_run(tmp_path):
         checkpoint_dir=d)
     resumed = fit(mlp(), DS, optax.adam(1e-2), epochs=4, batch_size=32, seed=0,
                   progress=False, checkpoint_dir=d)
-    assert len(resumed.history) == 2  # only epochs 3 and 4 ran
+    assert resumed.resumed_epochs == 2  # only epochs 3 and 4 ran
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]  # saved history restored
+    for a, b in zip(resumed.history, straight.history, strict=True):
+        assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1 / 128)
     assert_trees_close(straight.state.params, resumed.state.params, atol=1e-6)
     assert int(resumed.state.step) == int(straight.state.step)
 

@@ -104,6 +104,20 @@ class Cosine:
         return f + (i - f) * 0.5 * (1.0 + jnp.cos(jnp.pi * p))
 
 
+def _check_span(begin: Numeric, end: Numeric, what: str) -> None:
+    """``end`` must not come before ``begin`` (checked when both are concrete numbers)."""
+    import numpy as np
+
+    from jaxcomp.core.errors import ConfigError
+
+    try:
+        b, e = float(np.asarray(begin)), float(np.asarray(end))
+    except Exception:  # traced or batched: checked by whoever made the arrays
+        return
+    if e < b:
+        raise ConfigError(f"{what}: end={e:g} comes before begin={b:g}; need end >= begin")
+
+
 def constant(value: Numeric) -> Constant:
     """A constant schedule."""
     return Constant(value)
@@ -116,6 +130,7 @@ def one_shot(value: Numeric, at: Numeric = 0, before: Numeric = 0.0) -> OneShot:
 
 def linear(init: Numeric, final: Numeric, begin: Numeric = 0, end: Numeric = 1) -> Polynomial:
     """Linear interpolation from ``init`` to ``final`` over ``[begin, end]``."""
+    _check_span(begin, end, "schedules.linear")
     return Polynomial(init, final, begin, end, 1.0, 1)
 
 
@@ -128,17 +143,20 @@ def polynomial(
     frequency: Numeric = 1,
 ) -> Polynomial:
     """Polynomial decay; ``power=3`` is Zhu & Gupta's gradual-pruning schedule."""
+    _check_span(begin, end, "schedules.polynomial")
     return Polynomial(init, final, begin, end, power, frequency)
 
 
 def cubic(init: Numeric, final: Numeric, begin: Numeric = 0, end: Numeric = 1,
           frequency: Numeric = 1) -> Polynomial:
     """Zhu & Gupta's cubic schedule (``polynomial`` with ``power=3``)."""
+    _check_span(begin, end, "schedules.cubic")
     return Polynomial(init, final, begin, end, 3.0, frequency)
 
 
 def cosine(init: Numeric, final: Numeric, begin: Numeric = 0, end: Numeric = 1) -> Cosine:
     """Cosine interpolation from ``init`` to ``final``."""
+    _check_span(begin, end, "schedules.cosine")
     return Cosine(init, final, begin, end)
 
 

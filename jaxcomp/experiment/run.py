@@ -97,6 +97,8 @@ def make_optimizer(train_cfg: ml_collections.ConfigDict,
 
 def load_data(cfg: ml_collections.ConfigDict) -> Dataset:
     """The dataset named by ``data.name``, optionally truncated and split."""
+    check_range("data.limit_train", cfg.data.limit_train, 0, None)
+    check_range("data.limit_test", cfg.data.limit_test, 0, None)
     kwargs = {}
     if cfg.data.name == "fashion_mnist" and cfg.data.data_dir:
         kwargs["data_dir"] = cfg.data.data_dir

@@ -52,6 +52,7 @@ class FitResult:
     diverged: bool = False
     diverged_step: int | None = None
     train_seconds: float = 0.0
+    resumed_epochs: int = 0
 
     @property
     def final(self) -> dict[str, float]:
@@ -115,10 +116,12 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
             and model.name in ("mlp", "lenet300", "nnx_mlp")
     ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir else None
     start = 0
+    history: list[dict[str, float]] = []
     if ckpt is not None:
         restored, last = ckpt.restore_latest(state)
         if restored is not None:
             state, start = restored, last
+            history = [h for h in _read_history(checkpoint_dir) if h["epoch"] <= start]
     steps_per_epoch = len(ds.x_train) // batch_size
     eval_fn = jax.jit(eval_step_fn(model, transform))
     if scan:
@@ -126,10 +129,15 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
         x_dev, y_dev = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     else:
         step_fn = make_train_step(model, tx, transform, loss_fn)
-    history: list[dict[str, float]] = []
+    resumed_records = len(history)
     bar = _progress_bar(progress, epochs - start, model.name)
     t0 = time.perf_counter()
     result = FitResult(state, history)
+    if start >= epochs and not history and ckpt is not None:
+        # resumed from the final checkpoint with no saved history: evaluate it again
+        ev = evaluate(model, state.params, state.model_state, ds.x_test, ds.y_test,
+                      transform=transform, comp_state=state.comp_state, step_fn=eval_fn)
+        history.append({"epoch": start, "test_accuracy": ev["accuracy"], "test_nll": ev["nll"]})
     try:
         for epoch in range(start, epochs):
             if scan:
@@ -167,6 +175,7 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
             history.append(record)
             if ckpt is not None:
                 ckpt.save(state, epoch + 1)
+                _write_history(checkpoint_dir, history)
             if on_epoch is not None:
                 on_epoch(epoch + 1, state, record)
             if bar is not None:
@@ -178,7 +187,40 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
             ckpt.close()
     result.state = state
     result.train_seconds = time.perf_counter() - t0
+    result.resumed_epochs = resumed_records
     return result
+
+
+def _history_path(checkpoint_dir: str) -> str:
+    import os
+
+    return os.path.join(os.path.abspath(checkpoint_dir), "history.json")
+
+
+def _read_history(checkpoint_dir: str) -> list[dict[str, float]]:
+    """The per-epoch records saved beside the checkpoints (empty if none)."""
+    import json
+    import os
+
+    path = _history_path(checkpoint_dir)
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_history(checkpoint_dir: str, history: list[dict[str, float]]) -> None:
+    """Atomically save the history, so a resumed run still reports every epoch."""
+    import json
+    import os
+
+    path = _history_path(checkpoint_dir)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(history, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class _Bar:
