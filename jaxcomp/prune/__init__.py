@@ -8,7 +8,11 @@ Example:
     [True, False, True]
 """
 
+from jaxcomp.prune import channels, groups, lottery, sensitivity, surgery
+from jaxcomp.prune.channels import channel_masks, channel_pruner, group_scores, unit_mask
 from jaxcomp.prune.dst import dynamic_sparse, rigl, set_
+from jaxcomp.prune.groups import DependencyGraph, dependency_groups
+from jaxcomp.prune.lottery import iterative_magnitude_pruning, mask_transform
 from jaxcomp.prune.masks import (
     apply_masks,
     block_mask,
@@ -45,8 +49,12 @@ from jaxcomp.prune.storage import (
     nbytes,
     tree_nbytes,
 )
+from jaxcomp.prune.surgery import Shrunk, rebuild_linen, shrink
 
 __all__ = [
+    "DependencyGraph", "Shrunk", "channel_masks", "channel_pruner", "channels",
+    "dependency_groups", "group_scores", "groups", "iterative_magnitude_pruning", "lottery",
+    "mask_transform", "rebuild_linen", "sensitivity", "shrink", "surgery", "unit_mask",
     "MaskedState", "decode", "decode_tree", "dynamic_sparse", "encode_bitmask",
     "encode_relative", "encode_tree", "format_report", "get_masks", "masked_optimizer", "nbytes",
     "rigl", "set_", "smallest_k_groups", "sparsity_report", "tree_nbytes",
