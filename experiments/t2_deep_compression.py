@@ -8,9 +8,6 @@ is evaluated too, so the stored bytes really hold the accuracy we report.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
-import sys
 import time
 
 import jax
@@ -18,8 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcomp.data import fashion_mnist
-from jaxcomp.experiment.paper_table import Claim, TableResult, repo_root
+from jaxcomp.experiment.paper_table import (
+    Claim,
+    TableResult,
+    fashion_mnist_subset,
+    load_table_config,
+    table_logger,
+)
 from jaxcomp.models import get_model
 from jaxcomp.prune import magnitude, prune_once
 from jaxcomp.quant import deep_compression as dc
@@ -32,29 +34,14 @@ CONFIG = "configs/t2_deep_compression.py"
 
 
 def load_config(quick: bool):
-    path = repo_root() / CONFIG
-    spec = importlib.util.spec_from_file_location("t2_config", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cfg = mod.get_config()
-    if quick:
-        cfg.unlock()
-        for k, v in cfg.quick.items():
-            cfg[k] = v
-        cfg.lock()
-    return cfg
+    return load_table_config(CONFIG, quick)
 
 
-def _log(msg: str) -> None:
-    print(f"[T2 {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+_log = table_logger(TABLE)
 
 
 def _data(cfg):
-    ds = fashion_mnist()
-    n_tr = cfg.limit_train or len(ds.x_train)
-    n_te = cfg.limit_test or len(ds.x_test)
-    return dataclasses.replace(ds, x_train=ds.x_train[:n_tr], y_train=ds.y_train[:n_tr],
-                               x_test=ds.x_test[:n_te], y_test=ds.y_test[:n_te])
+    return fashion_mnist_subset(cfg.limit_train, cfg.limit_test)
 
 
 _EVAL: dict = {}

@@ -9,15 +9,18 @@ and gate are arrays in the optimizer state).
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
-import sys
 import time
 
 import numpy as np
 
-from jaxcomp.data import fashion_mnist
-from jaxcomp.experiment.paper_table import Claim, TableResult, mean_std, repo_root
+from jaxcomp.experiment.paper_table import (
+    Claim,
+    TableResult,
+    fashion_mnist_subset,
+    load_table_config,
+    mean_std,
+    table_logger,
+)
 from jaxcomp.models import get_model
 from jaxcomp.prune.recipes import PruneTrainer, kept_fraction
 
@@ -27,28 +30,14 @@ CONFIG = "configs/t3_gradual.py"
 
 
 def load_config(quick: bool):
-    spec = importlib.util.spec_from_file_location("t3_config", repo_root() / CONFIG)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cfg = mod.get_config()
-    if quick:
-        cfg.unlock()
-        for k, v in cfg.quick.items():
-            cfg[k] = v
-        cfg.lock()
-    return cfg
+    return load_table_config(CONFIG, quick)
 
 
-def _log(msg: str) -> None:
-    print(f"[T3 {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+_log = table_logger(TABLE)
 
 
 def _data(cfg):
-    ds = fashion_mnist()
-    n_tr = cfg.limit_train or len(ds.x_train)
-    n_te = cfg.limit_test or len(ds.x_test)
-    return dataclasses.replace(ds, x_train=ds.x_train[:n_tr], y_train=ds.y_train[:n_tr],
-                               x_test=ds.x_test[:n_te], y_test=ds.y_test[:n_te])
+    return fashion_mnist_subset(cfg.limit_train, cfg.limit_test)
 
 
 def small_widths(budget: int, d_in: int = 784, classes: int = 10) -> tuple[int, int]:

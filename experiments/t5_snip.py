@@ -8,16 +8,19 @@ the same initial weights, data order and epochs, and one compiled epoch.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 
-from jaxcomp.data import fashion_mnist
-from jaxcomp.experiment.paper_table import Claim, TableResult, mean_std, repo_root
+from jaxcomp.experiment.paper_table import (
+    Claim,
+    TableResult,
+    fashion_mnist_subset,
+    load_table_config,
+    mean_std,
+    table_logger,
+)
 from jaxcomp.models import get_model
 from jaxcomp.prune import global_masks, layerwise_masks, snip_scores
 from jaxcomp.prune.recipes import PruneTrainer, kept_fraction
@@ -30,28 +33,14 @@ KERNELS = ("Dense_0/kernel", "Dense_1/kernel", "Dense_2/kernel")
 
 
 def load_config(quick: bool):
-    spec = importlib.util.spec_from_file_location("t5_config", repo_root() / CONFIG)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cfg = mod.get_config()
-    if quick:
-        cfg.unlock()
-        for k, v in cfg.quick.items():
-            cfg[k] = v
-        cfg.lock()
-    return cfg
+    return load_table_config(CONFIG, quick)
 
 
-def _log(msg: str) -> None:
-    print(f"[T5 {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+_log = table_logger(TABLE)
 
 
 def _data(cfg):
-    ds = fashion_mnist()
-    n_tr = cfg.limit_train or len(ds.x_train)
-    n_te = cfg.limit_test or len(ds.x_test)
-    return dataclasses.replace(ds, x_train=ds.x_train[:n_tr], y_train=ds.y_train[:n_tr],
-                               x_test=ds.x_test[:n_te], y_test=ds.y_test[:n_te])
+    return fashion_mnist_subset(cfg.limit_train, cfg.limit_test)
 
 
 def snip_masks(model, params, x, y, sparsity):

@@ -200,6 +200,47 @@ def write_index(out_dir: str | os.PathLike | None = None) -> pathlib.Path:
     return index
 
 
+def load_table_config(relpath: str, quick: bool = False):
+    """Import ``repo_root()/relpath`` and call its ``get_config()``.
+
+    In quick mode the config's ``quick`` block (smaller epochs, data, seeds) is
+    copied over the top-level keys.
+    """
+    path = repo_root() / relpath
+    spec = importlib.util.spec_from_file_location(f"jaxcomp_table_config_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cfg = mod.get_config()
+    if quick:
+        cfg.unlock()
+        for k, v in cfg.quick.items():
+            cfg[k] = v
+        cfg.lock()
+    return cfg
+
+
+def table_logger(table: str):
+    """A ``log(msg)`` that prints ``[T<n> HH:MM:SS] msg`` to stderr (stdout stays clean)."""
+    import sys
+    import time
+
+    def log(msg: str) -> None:
+        print(f"[{table} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def fashion_mnist_subset(limit_train: int = 0, limit_test: int = 0):
+    """Fashion-MNIST, truncated to the first ``limit_*`` examples (0 = all)."""
+    from jaxcomp.data import fashion_mnist
+
+    ds = fashion_mnist()
+    n_tr = limit_train or len(ds.x_train)
+    n_te = limit_test or len(ds.x_test)
+    return dataclasses.replace(ds, x_train=ds.x_train[:n_tr], y_train=ds.y_train[:n_tr],
+                               x_test=ds.x_test[:n_te], y_test=ds.y_test[:n_te])
+
+
 def mean_std(values: list[float]) -> dict[str, float]:
     """``{"mean", "std", "n"}`` of a list of numbers (sample std, 0 for one value)."""
     a = np.asarray(values, np.float64)
