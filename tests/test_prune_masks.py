@@ -132,3 +132,61 @@ def test_bad_nm_and_block_and_mask_shape():
         M.apply_masks({"w": jnp.ones(4)}, {"w": jnp.ones(3, bool)})
     with pytest.raises(ConfigError, match="no parameter at that path"):
         M.apply_masks({"w": jnp.ones(4)}, {"v": jnp.ones(4, bool)})
+
+
+def _ref_groups(arrays, groups, z):
+    """numpy reference for smallest_k_groups: stable argsort per group."""
+    out = [np.zeros(a.shape, bool) for a in arrays]
+    for g in set(groups):
+        members = [i for i, gi in enumerate(groups) if gi == g]
+        flat = np.concatenate([np.asarray(arrays[i], np.float32).ravel() for i in members])
+        # order_keys puts -0.0 below +0.0; mimic it with a secondary key
+        neg_zero = (flat == 0) & np.signbit(flat)
+        order = np.lexsort((np.arange(flat.size), ~neg_zero, flat))
+        sel = np.zeros(flat.size, bool)
+        sel[order[:int(np.clip(z[g], 0, flat.size))]] = True
+        pos = 0
+        for i in members:
+            out[i] = sel[pos:pos + arrays[i].size].reshape(arrays[i].shape)
+            pos += arrays[i].size
+    return out
+
+
+@pytest.mark.parametrize("use_jit", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_radix_select_groups_with_heavy_ties(use_jit, seed):
+    from jaxcomp.prune.select_k import smallest_k_groups
+
+    rng = np.random.default_rng(seed)
+    num_arrays = int(rng.integers(1, 6))
+    groups = tuple(int(g) for g in rng.integers(0, 3, num_arrays))
+    groups = tuple(sorted(set(groups)).index(g) for g in groups)  # groups 0..G-1
+    pool = np.array([-np.inf, -2.5, -0.0, 0.0, 1e-30, 0.5, 0.5, 3.0, np.inf], np.float32)
+    arrays = [rng.choice(pool, size=tuple(rng.integers(1, 9, rng.integers(1, 3))))
+              for _ in range(num_arrays)]
+    sizes = [sum(a.size for a, g in zip(arrays, groups, strict=True) if g == gi)
+             for gi in range(max(groups) + 1)]
+    z = np.array([int(rng.integers(-1, s + 2)) for s in sizes], np.int32)  # out of range too
+    fn = maybe_jit(lambda a, z: smallest_k_groups(a, groups, z), use_jit)
+    got = fn([jnp.asarray(a) for a in arrays], jnp.asarray(z))
+    for g_arr, r_arr in zip(got, _ref_groups(arrays, groups, z), strict=True):
+        np.testing.assert_array_equal(np.asarray(g_arr), r_arr)
+
+
+def test_radix_select_large_ties_across_digit_boundary():
+    # 70000 equal keys plus a few distinct ones: the tie split needs a 17-bit index
+    x = np.full(70000, 1.0, np.float32)
+    x[[5, 50000, 69999]] = [0.5, 2.0, 0.25]
+    for z in (1, 2, 3, 40000, 69998, 70000):
+        (m,) = smallest_k([jnp.asarray(x)], z)
+        np.testing.assert_array_equal(np.asarray(m), ref_prune(x, z))
+
+
+def test_vmap_over_counts_with_ties():
+    from jaxcomp.prune.select_k import smallest_k_groups
+
+    x = jnp.asarray(np.repeat(np.arange(5, dtype=np.float32), 7))
+    zs = jnp.array([[0], [3], [7], [20], [35]], jnp.int32)
+    out = jax.vmap(lambda z: smallest_k_groups([x], (0,), z)[0])(zs)
+    for row, z in zip(np.asarray(out), np.asarray(zs)[:, 0], strict=True):
+        np.testing.assert_array_equal(row, ref_prune(np.asarray(x), int(z)))

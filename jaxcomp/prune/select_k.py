@@ -1,11 +1,12 @@
-"""Exact "the z smallest scores" masks without sorting: bisection over float bit patterns.
+"""Exact "the z smallest scores" masks without sorting: radix select over float bit patterns.
 
 A float32 score is mapped to a ``uint32`` key whose unsigned order is the
-float order (:func:`order_keys`). The ``z``-th smallest key is found by
-bisection on the key range (starting from ``[min, max]``) — each step counts
-``key <= mid`` over every leaf, at most 32 steps, stopping early when a count
-is exactly ``z``. Elements tied at the threshold are taken in index order
-(leaf order, then row-major index), found by a second bisection over the
+float order (:func:`order_keys`). The ``z``-th smallest key is found by a
+radix select: one scatter-add histogram per 16-bit (or 11-bit) digit of the
+key, most significant first, each narrowing the prefix to the bucket that
+holds rank ``z`` — two passes over the data for 32-bit keys, whatever the
+score distribution. Elements tied at the threshold are taken in index order
+(leaf order, then row-major index), found by a second radix select over the
 index that only runs when a tie must be split. The count is exactly ``z`` —
 no full sort, jit-safe, ``z`` may be traced (so ``vmap`` over sparsities works).
 
@@ -90,86 +91,127 @@ def smallest_k_groups(keys_or_scores: Sequence[jax.Array], groups: Sequence[int]
                    keys)
 
 
-def _group_sum(values: list[jax.Array], groups: tuple[int, ...], num: int) -> jax.Array:
-    out = [jnp.zeros((), jnp.int32) for _ in range(num)]
-    for v, g in zip(values, groups, strict=True):
-        out[g] = out[g] + v
-    return jnp.stack(out)
+_CHUNK = 1 << 14  # elements per histogram scatter: bounds the temporary memory
+
+
+def _digit_plan(total_bits: int, num_groups: int) -> list[tuple[int, int]]:
+    """``(shift, bits)`` of each radix digit, most significant first."""
+    width = 16 if num_groups <= 2 else 11  # bins per group: 65536 or 2048
+    plan, left = [], total_bits
+    while left > 0:
+        b = min(width, left)
+        left -= b
+        plan.append((left, b))
+    return plan
+
+
+def _histogram(flats, groups, num, nbins, bin_of):
+    """Scatter-add histogram ``(num, nbins)`` of ``bin_of(leaf, chunk, positions)``.
+
+    ``bin_of`` returns each element's bin in ``[0, nbins)`` or ``-1`` (not counted);
+    leaf ``i`` counts into group ``groups[i]``. Leaves larger than one chunk are
+    walked chunk by chunk in a ``fori_loop`` (the last chunk is clamped to the
+    leaf's end and its overlap masked), so the temporary memory is a few chunks,
+    not a few copies of the model.
+    """
+    hist = jnp.zeros((num * nbins + 1,), jnp.int32)
+    dummy = num * nbins
+
+    def add(h, i, x, pos, valid):
+        b = bin_of(i, x, pos)
+        idx = jnp.where(valid & (b >= 0), groups[i] * nbins + b, dummy)
+        return h.at[idx].add(1, mode="promise_in_bounds")
+
+    for i, x in enumerate(flats):
+        size = x.shape[0]
+        if size <= _CHUNK:
+            hist = add(hist, i, x, jnp.arange(size, dtype=jnp.uint32), True)
+            continue
+
+        def body(j, h, i=i, x=x, size=size):
+            begin = j * _CHUNK
+            start = jnp.minimum(begin, size - _CHUNK)
+            pos = start.astype(jnp.uint32) + jnp.arange(_CHUNK, dtype=jnp.uint32)
+            valid = pos >= begin.astype(jnp.uint32)
+            return add(h, i, lax.dynamic_slice(x, (start,), (_CHUNK,)), pos, valid)
+
+        hist = lax.fori_loop(0, -(-size // _CHUNK), body, hist)
+    return hist[:-1].reshape(num, nbins)
+
+
+def _radix_select(flats, value_of, groups, num, rank, total_bits):
+    """Per group, the ``rank``-th smallest (1-based) eligible value, by radix histograms.
+
+    ``value_of(leaf, chunk, positions)`` gives each element's ``uint32`` value and
+    whether it takes part. One histogram per digit narrows the prefix; returns
+    the value ``t``, the rank left inside the final bucket (how many of the
+    elements equal to ``t`` are still to be taken) and how many equal ``t``.
+    """
+    prefix = jnp.zeros((num,), jnp.uint32)
+    left = rank
+    equal = jnp.zeros((num,), jnp.int32)
+    for shift, bits in _digit_plan(total_bits, num):
+        nbins = 1 << bits
+        top = shift + bits
+
+        def bin_of(i, x, pos, shift=shift, nbins=nbins, top=top, prefix=prefix):
+            v, ok = value_of(i, x, pos)
+            if top < 32:
+                ok = ok & ((v >> top) == (prefix[groups[i]] >> top))
+            digit = ((v >> shift) & jnp.uint32(nbins - 1)).astype(jnp.int32)
+            return jnp.where(ok, digit, -1)
+
+        hist = _histogram(flats, groups, num, nbins, bin_of)
+        cum = jnp.cumsum(hist, axis=1)
+        d = jnp.minimum(jnp.sum(cum < left[:, None], axis=1), nbins - 1)
+        below = jnp.where(d > 0, jnp.take_along_axis(cum, jnp.maximum(d - 1, 0)[:, None],
+                                                     axis=1)[:, 0], 0)
+        left = left - below
+        prefix = prefix | (d.astype(jnp.uint32) << shift)
+        equal = jnp.take_along_axis(hist, d[:, None], axis=1)[:, 0]
+    return prefix, left, equal
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _select(arrays, z, groups, keys):
-    # jitted once per shape signature, so eager callers do not recompile the loops
-    ks = [a if keys else order_keys(a) for a in arrays]
+    # jitted once per shape signature, so eager callers do not recompile
     num = max(groups) + 1
     sizes = [0] * num
     offsets = []
-    for k, g in zip(ks, groups, strict=True):
+    for a, g in zip(arrays, groups, strict=True):
         offsets.append(sizes[g])
-        sizes[g] += int(k.size)
+        sizes[g] += int(a.size)
     n = jnp.asarray(sizes, jnp.int32)
     z = jnp.clip(jnp.broadcast_to(z, (num,)), 0, n)
+    flats = [jnp.reshape(a, (-1,)) for a in arrays]
 
-    def count(fn):
-        return _group_sum([jnp.sum(fn(k, g), dtype=jnp.int32) for k, g in zip(ks, groups,
-                                                                               strict=True)],
-                          groups, num)
+    def key_of(x):
+        return x if keys else order_keys(x)
 
-    # the answer lies in [min key, max key] of its group
-    big = jnp.uint32(0xFFFFFFFF)
-    lo = jnp.full((num,), big)
-    hi = jnp.zeros((num,), jnp.uint32)
-    for k, g in zip(ks, groups, strict=True):
-        lo = lo.at[g].min(jnp.min(k))
-        hi = hi.at[g].max(jnp.max(k))
-
-    def cond(c):
-        lo, hi, done = c
-        return jnp.any((lo < hi) & ~done)
-
-    def body(c):
-        lo, hi, done = c
-        mid = lo + (hi - lo) // 2
-        cnt = count(lambda k, g: k <= mid[g])
-        active = (lo < hi) & ~done
-        enough = cnt >= z
-        new_lo = jnp.where(active & ~enough, mid + 1, lo)
-        new_hi = jnp.where(active & enough, mid, hi)
-        return new_lo, new_hi, done | (active & (cnt == z))
-
-    _, t, _ = lax.while_loop(cond, body, (lo, hi, jnp.zeros((num,), bool)))
-    c_lt = count(lambda k, g: k < t[g])
-    c_eq = count(lambda k, g: k == t[g])
-    need = z - c_lt
-    simple = (need >= c_eq) | (need <= 0)
-    simple_cut = jnp.where(need <= 0, 0, n)
-
-    def index(k, g_off):
-        return jnp.arange(k.size, dtype=jnp.int32).reshape(k.shape) + g_off
+    # the z-th smallest key t of each group; `need` of the keys equal to t are taken
+    t, need, ties = _radix_select(flats, lambda i, x, pos: (key_of(x), True), groups, num,
+                                  z, 32)
+    simple = (need >= ties) | (need <= 0)
+    simple_cut = jnp.where(need <= 0, 0, max(sizes))
 
     def split_ties(_):
-        # per group, the smallest cut with #(key == t and index < cut) >= need
-        def body(c):
-            lo, hi = c
-            mid = lo + (hi - lo) // 2
-            cnt = count_below(mid)
-            ok = cnt >= need
-            active = lo < hi
-            return jnp.where(active & ~ok, mid + 1, lo), jnp.where(active & ok, mid, hi)
+        # the need-th smallest group index among the keys equal to t: take indices up to it
+        def value_of(i, x, pos):
+            return pos + jnp.uint32(offsets[i]), key_of(x) == t[groups[i]]
 
-        def count_below(cut):
-            vals = [jnp.sum((k == t[g]) & (index(k, o) < cut[g]), dtype=jnp.int32)
-                    for k, g, o in zip(ks, groups, offsets, strict=True)]
-            return _group_sum(vals, groups, num)
+        last, _, _ = _radix_select(flats, value_of, groups, num, jnp.maximum(need, 1),
+                                   max(1, int(max(sizes) - 1).bit_length()))
+        return jnp.where(simple, simple_cut, last.astype(jnp.int32) + 1)
 
-        lo0 = jnp.where(simple, simple_cut, 0)
-        hi0 = jnp.where(simple, simple_cut, n)
-        _, cut = lax.while_loop(lambda c: jnp.any(c[0] < c[1]), body, (lo0, hi0))
-        return cut
+    cut = lax.cond(jnp.all(simple), lambda _: simple_cut, split_ties, None).astype(jnp.uint32)
 
-    cut = lax.cond(jnp.all(simple), lambda _: simple_cut, split_ties, None)
-    return [(k < t[g]) | ((k == t[g]) & (index(k, o) < cut[g]))
-            for k, g, o in zip(ks, groups, offsets, strict=True)]
+    def mask(a, g, o):
+        k = key_of(a)
+        index = lax.broadcasted_iota(jnp.uint32, a.shape, 0) if a.ndim == 1 else jnp.reshape(
+            jnp.arange(a.size, dtype=jnp.uint32), a.shape)
+        return (k < t[g]) | ((k == t[g]) & (index + jnp.uint32(o) < cut[g]))
+
+    return [mask(a, g, o) for a, g, o in zip(arrays, groups, offsets, strict=True)]
 
 
 def count_for(sparsity, n: int) -> jax.Array:
