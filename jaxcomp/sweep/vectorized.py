@@ -88,13 +88,27 @@ class VectorizedProgram:
             state, metrics = jax.lax.scan(body, state, idx)
             return state, jax.tree.map(jnp.mean, metrics)
 
-        def epoch(state, x, y, perms, loss_states, extra):
+        def epoch(state, x, y, perms, loss_states, extra, shared):
             self.compiles += 1  # runs only while tracing
             ls_axis = None if loss_states is None else 0
-            return jax.vmap(one_epoch, in_axes=(0, None, None, 0, ls_axis, None))(
-                state, x, y, perms, loss_states, extra)
+            leaves, treedef = jax.tree.flatten(state)
+            n_set = leaves[0].shape[0] if leaves else 0
+            # integer leaves equal across settings (step counters, schedule gates) go in
+            # unbatched, so a step-gated `lax.cond` (a mask update every Δt steps) stays a
+            # branch under vmap instead of becoming a select that runs both sides each step
+            axes = treedef.unflatten([None if sh else 0 for sh in shared])
+            state = treedef.unflatten([leaf[0] if sh else leaf
+                                       for leaf, sh in zip(leaves, shared, strict=True)])
+            state, metrics = jax.vmap(one_epoch, in_axes=(axes, None, None, 0, ls_axis, None),
+                                      out_axes=(axes, 0))(state, x, y, perms, loss_states,
+                                                          extra)
+            out = jax.tree.leaves(state)
+            state = treedef.unflatten([jnp.broadcast_to(leaf, (n_set, *leaf.shape)) if sh
+                                       else leaf for leaf, sh in zip(out, shared, strict=True)])
+            return state, metrics
 
-        self.epoch = jax.jit(epoch, donate_argnums=(0,))
+        self._epoch = jax.jit(epoch, donate_argnums=(0,), static_argnums=(6,))
+        self._shared: tuple[bool, ...] | None = None
         ev = eval_step_fn(model, transform)
 
         def evaluate(params, comp_state, model_state, x, y, w):
@@ -103,6 +117,33 @@ class VectorizedProgram:
                 params, comp_state, model_state, x, y, w)
 
         self.eval = jax.jit(evaluate)
+
+    def epoch(self, state, x, y, perms, loss_states, extra):
+        """One epoch of every stacked setting: ``(state, metrics)``, metrics ``(settings,)``."""
+        if self._shared is None or len(self._shared) != len(jax.tree.leaves(state)):
+            self._shared = _shared_leaves(state)
+        if any(self._shared):
+            try:
+                return self._epoch(state, x, y, perms, loss_states, extra, self._shared)
+            except ValueError as e:  # an "equal" counter that a setting's step changes
+                if "out_axes" not in str(e):
+                    raise
+                self._shared = (False,) * len(self._shared)
+        return self._epoch(state, x, y, perms, loss_states, extra, self._shared)
+
+
+def _shared_leaves(state: Any, max_size: int = 64) -> tuple[bool, ...]:
+    """Per leaf of a stacked state: a small integer array equal in every setting."""
+    out = []
+    for leaf in jax.tree.leaves(state):
+        ok = (hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.integer)
+              and np.ndim(leaf) >= 1 and np.size(leaf) <= max_size * max(np.shape(leaf)[0], 1)
+              and getattr(leaf, "is_fully_addressable", True))
+        if ok:
+            host = np.asarray(leaf)
+            ok = bool(np.all(host == host[:1]))
+        out.append(ok)
+    return tuple(out)
 
 
 @dataclasses.dataclass
