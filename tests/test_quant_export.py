@@ -72,6 +72,31 @@ def test_orbax_roundtrip_and_bytes(tmp_path):
         assert fp32 / dir_bytes(str(path)) > min_ratio
 
 
+def test_int8_leaves_carry_no_meta_and_ocdbt_exports_still_restore(tmp_path):
+    import orbax.checkpoint as ocp
+
+    from jaxcomp.quant.export import leaf_bits, leaf_shape
+
+    params = {"Dense_0": {"kernel": np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4),
+                          "bias": np.ones(4, np.float32)}}
+    q8, q4 = export_int(params, 8), export_int(params, 4)
+    assert "meta" not in q8["Dense_0"]["kernel"] and "meta" in q4["Dense_0"]["kernel"]
+    assert (leaf_bits(q8["Dense_0"]["kernel"]), leaf_shape(q8["Dense_0"]["kernel"])) == (8, (6, 4))
+    assert (leaf_bits(q4["Dense_0"]["kernel"]), leaf_shape(q4["Dense_0"]["kernel"])) == (4, (6, 4))
+    # save() writes one zarr array per leaf: the same tree gives the same bytes twice
+    save(str(tmp_path / "a"), q8)
+    save(str(tmp_path / "b"), q8)
+    assert dir_bytes(str(tmp_path / "a")) == dir_bytes(str(tmp_path / "b"))
+    assert not list((tmp_path / "a").glob("ocdbt*"))
+    # an export written with orbax's OCDBT default (earlier versions) restores too
+    ck = ocp.StandardCheckpointer()
+    ck.save(str(tmp_path / "ocdbt"), q4)
+    ck.wait_until_finished()
+    back = restore(str(tmp_path / "ocdbt"))
+    np.testing.assert_array_equal(dequantize_tree(back)["Dense_0"]["kernel"],
+                                  dequantize_tree(q4)["Dense_0"]["kernel"])
+
+
 def test_export_errors():
     w = np.ones((4, 4), np.float32)
     with pytest.raises(ConfigError, match="2-8 bits"):
