@@ -13,7 +13,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from jaxcomp.experiment.paper_table import load_table, tables, write_index, write_results
+from jaxcomp.experiment.paper_table import (
+    git_commit,
+    load_table,
+    tables,
+    write_index,
+    write_results,
+)
 
 HELP = "reproduce a paper table (T1..T8, or all) and write docs/results/T<n>.md/.json"
 
@@ -29,12 +35,13 @@ def run(args: argparse.Namespace) -> int:
     names = sorted(tables(), key=lambda t: int(t[1:])) if args.table.lower() == "all" \
         else [args.table.upper()]
     failed = []
+    commit = git_commit()  # the code these runs use: read before any result is written
     for name in names:
         module = load_table(name)
         t0 = time.perf_counter()
         result = module.run(quick=args.quick)
         cmd = f"jaxcomp reproduce {name}" + (" --quick" if args.quick else "")
-        md, _ = write_results(result, args.out, cmd)
+        md, _ = write_results(result, args.out, cmd, commit=commit)
         status = "PASS" if result.passed else "FAIL"
         print(f"{name} {status} ({time.perf_counter() - t0:.0f} s) — {md}")
         for c in result.claims:

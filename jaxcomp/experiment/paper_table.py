@@ -129,14 +129,20 @@ def _fmt(v: Any) -> str:
 
 
 def write_results(result: TableResult, out_dir: str | os.PathLike | None = None,
-                  command: str = "") -> tuple[pathlib.Path, pathlib.Path]:
-    """Write ``T<n>.md`` and ``T<n>.json`` (``docs/results`` by default)."""
+                  command: str = "", commit: str | None = None
+                  ) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write ``T<n>.md`` and ``T<n>.json`` (``docs/results`` by default).
+
+    ``commit`` is the code's commit when the run *started* (default: now); pass the
+    one read before running, so results written into a tracked folder by an earlier
+    table, or a commit made while a long run goes on, do not misstate the provenance.
+    """
     out = pathlib.Path(out_dir) if out_dir else repo_root() / "docs" / "results"
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": command or f"jaxcomp reproduce {result.table}"
             + (" --quick" if result.quick else ""),
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": git_commit(), "machine": machine(), "quick": result.quick}
+            "commit": commit or git_commit(), "machine": machine(), "quick": result.quick}
     data = {"table": result.table, "title": result.title, **meta, "paper": result.paper,
             "ours": result.ours, "claims": [c.to_dict() for c in result.claims],
             "deviations": result.deviations, "analysis": result.analysis,
