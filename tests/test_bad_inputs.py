@@ -23,6 +23,7 @@ import optax
 import pytest
 
 from jaxcomp.core.errors import ConfigError
+from tests.tiny_configs import tiny_config_source
 
 X = jnp.array([[1.0, -2.0, 3.0], [0.5, 0.0, -1.0]])
 PARAMS = {"Dense_0": {"kernel": jnp.ones((4, 3)), "bias": jnp.zeros(3)}}
@@ -354,20 +355,7 @@ def test_api_bad_input_gives_clear_config_error(case, tmp_path):
 
 # ------------------------------------------------------------------ CLI, in-process
 
-TINY = '''
-from jaxcomp.experiment import base_config
-
-
-def get_config():
-    c = base_config()
-    c.data.name = "synthetic"
-    c.model.name = "mlp"
-    with c.unlocked():
-        c.model.features = (8,)
-    c.train.epochs = 1
-    c.train.batch_size = 64
-    return c
-'''
+TINY = tiny_config_source(features=8, epochs=1)
 
 TINY_SWEEP = TINY + '''
 

@@ -7,21 +7,9 @@ import pytest
 
 from jaxcomp.cli import main
 from jaxcomp.commands import sensitivity as cmd
+from tests.tiny_configs import tiny_config_source
 
-CONFIG = '''
-from jaxcomp.experiment import base_config
-
-
-def get_config():
-    c = base_config()
-    c.data.name = "synthetic"
-    c.model.name = "mlp"
-    with c.unlocked():
-        c.model.features = (8,)
-    c.train.epochs = 1
-    c.train.batch_size = 64
-    return c
-'''
+CONFIG = tiny_config_source(features=8, epochs=1)
 
 
 @pytest.fixture

@@ -24,32 +24,14 @@ import pytest
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.train import create_state
 from jaxcomp.train.checkpoint import Checkpointer
+from tests.tiny_configs import tiny_config_source
 
 #: SIGKILL trials of the sweep (the issue asks for at least 10)
 TRIALS = 10
 SEED = 20261128
 
-CONFIG = '''
-from jaxcomp.experiment import base_config
-from jaxcomp.sweep.grid import product
-
-
-def get_config():
-    c = base_config()
-    c.data.name = "synthetic"
-    c.model.name = "mlp"
-    with c.unlocked():
-        c.model.features = (16,)
-    c.train.epochs = 4
-    c.train.batch_size = 64
-    c.train.learning_rate = 1e-2
-    c.train.checkpoint = True
-    return c
-
-
-def get_sweep():
-    return product({"seed": list(range(6))})
-'''
+CONFIG = tiny_config_source(epochs=4, learning_rate=1e-2, checkpoint=True,
+                            sweep={"seed": list(range(6))})
 N_RUNS = 6
 
 

@@ -9,27 +9,9 @@ import sys
 import time
 
 from jaxcomp.cli import main
+from tests.tiny_configs import tiny_config_source
 
-CONFIG = '''
-from jaxcomp.experiment import base_config
-from jaxcomp.sweep.grid import product
-
-
-def get_config():
-    c = base_config()
-    c.data.name = "synthetic"
-    c.model.name = "mlp"
-    with c.unlocked():
-        c.model.features = (16,)
-    c.train.epochs = 1
-    c.train.batch_size = 64
-    c.train.learning_rate = 1e-2
-    return c
-
-
-def get_sweep():
-    return product({"seed": list(range(8))})
-'''
+CONFIG = tiny_config_source(epochs=1, learning_rate=1e-2, sweep={"seed": list(range(8))})
 
 
 def _lines(path):

@@ -3,6 +3,7 @@
 import importlib.util
 
 from jaxcomp.experiment.paper_table import TableResult, repo_root
+from tests.quick_tables import reproduce_quick
 
 
 def _mod():
@@ -20,8 +21,8 @@ def test_scaled_keep_hits_overall_fraction():
     assert k["c"] == 1.0  # capped
 
 
-def test_t1_quick_structure():
-    res = _mod().run(quick=True)
+def test_t1_quick_structure(tmp_path, monkeypatch):
+    res = reproduce_quick("T1", tmp_path, monkeypatch)
     assert isinstance(res, TableResult) and res.table == "T1" and res.quick
     assert [c.id for c in res.claims] == ["a12", "a5", "b", "c"]
     assert 11.0 < res.ours["compression_12x"] < 13.0

@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 
 from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
+from tests.quick_tables import reproduce_quick
 
 
-def test_t8_quick_result_structure(tmp_path):
+def test_t8_quick_result_structure(tmp_path, monkeypatch):
     module = load_table("T8")
     assert module.TABLE == "T8" and module.TITLE
-    result = module.run(quick=True)
+    result = reproduce_quick("T8", tmp_path / "cli", monkeypatch)
     assert isinstance(result, TableResult) and result.quick and result.table == "T8"
     assert [c.id for c in result.claims] == ["a1", "a2", "b1", "b2", "b3", "c", "d1", "d2"]
     assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)

@@ -57,6 +57,7 @@ from jaxcomp.distributed.sharding import (
     to_host,
 )
 from jaxcomp.flax.model import Model
+from jaxcomp.train.epoch_end import close_epoch, resumed_history
 from jaxcomp.train.loop import FitResult, init_state
 from jaxcomp.train.state import TrainState
 from jaxcomp.train.step import LossFn, eval_step_fn, train_step_fn
@@ -207,6 +208,7 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
         restored, last = ckpt.restore_latest(state)
         if restored is not None:
             state, start = restored, last
+    history = resumed_history(checkpoint_dir, start)
     state = put_global(state, state_sh)
     if scan is None:
         scan = not jax.tree.leaves(state.model_state)
@@ -214,7 +216,6 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
     ls = put_global(loss_state, replicated(mesh)) if has_ls else None
     run, eval_fn = _programs(model, tx, transform, loss_fn, mesh, state_sh, has_ls, bool(scan))
     steps = len(ds.x_train) // batch_size
-    history: list[dict[str, float]] = []
     result = FitResult(state, history)
     t0 = time.perf_counter()
     try:
@@ -240,16 +241,13 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
                 result.diverged_step = int(to_host(state.step))
                 history.append(record)
                 break
-            if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
-                ev = evaluate_sharded(model, state, ds.x_test, ds.y_test, mesh=mesh,
-                                      transform=transform, batch_size=eval_batch_size,
-                                      step_fn=eval_fn)
-                record.update({"test_accuracy": ev["accuracy"], "test_nll": ev["nll"]})
-            history.append(record)
-            if ckpt is not None:
-                ckpt.save(state, epoch + 1)
-            if on_epoch is not None:
-                on_epoch(epoch + 1, state, record)
+            close_epoch(epoch + 1, epochs=epochs, eval_every=eval_every, record=record,
+                        state=state, history=history, ckpt=ckpt,
+                        checkpoint_dir=checkpoint_dir, writer=jax.process_index() == 0,
+                        on_epoch=on_epoch,
+                        evaluate=lambda s: evaluate_sharded(
+                            model, s, ds.x_test, ds.y_test, mesh=mesh, transform=transform,
+                            batch_size=eval_batch_size, step_fn=eval_fn))
     finally:
         if ckpt is not None:
             ckpt.close()

@@ -54,6 +54,7 @@ from jaxcomp.distributed.sharding import (
     to_host,
 )
 from jaxcomp.flax.model import Model
+from jaxcomp.train.epoch_end import close_epoch, resumed_history
 from jaxcomp.train.loop import init_state
 from jaxcomp.train.state import TrainState
 from jaxcomp.train.step import LossFn, eval_step_fn, train_step_fn
@@ -218,6 +219,7 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
         restored, last = ckpt.restore_latest(state)
         if restored is not None:
             state, start = restored, last
+    history = resumed_history(checkpoint_dir, start)
     state = put_global(state, state_sh)
     ls_sh = None
     if loss_state is not None:
@@ -225,7 +227,6 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
         loss_state = put_global(loss_state, ls_sh)
     run, eval_fn = _programs(model, tx, transform, loss_fn, mesh, state_sh, ls_sh)
     steps = len(ds.x_train) // batch_size
-    history: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for epoch in range(start, epochs):
         perm = epoch_permutation(len(ds.x_train), data_seed, epoch)[: steps * batch_size]
@@ -234,16 +235,12 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
         state, m = run(state, xs, ys, loss_state)
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": to_host(m["loss"]),
                                   "train_accuracy": to_host(m["accuracy"])}
-        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
-            ev = evaluate_stacked(model, state, ds.x_test, ds.y_test, mesh=mesh,
-                                  transform=transform, batch_size=eval_batch_size,
-                                  step_fn=eval_fn)
-            record.update({"test_accuracy": ev["accuracy"], "test_nll": ev["nll"]})
-        history.append(record)
-        if ckpt is not None:
-            ckpt.save(state, epoch + 1)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, state, record)
+        close_epoch(epoch + 1, epochs=epochs, eval_every=eval_every, record=record,
+                    state=state, history=history, ckpt=ckpt, checkpoint_dir=checkpoint_dir,
+                    writer=jax.process_index() == 0, on_epoch=on_epoch,
+                    evaluate=lambda s: evaluate_stacked(
+                        model, s, ds.x_test, ds.y_test, mesh=mesh, transform=transform,
+                        batch_size=eval_batch_size, step_fn=eval_fn))
     return SweepResult(state, history, time.perf_counter() - t0)
 
 

@@ -32,6 +32,7 @@ from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset, batches, epoch_permutation
 from jaxcomp.flax.model import Model
 from jaxcomp.train.checkpoint import Checkpointer
+from jaxcomp.train.epoch_end import close_epoch, resumed_history
 from jaxcomp.train.state import TrainState, create_state
 from jaxcomp.train.step import (
     LossFn,
@@ -121,7 +122,7 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
         restored, last = ckpt.restore_latest(state)
         if restored is not None:
             state, start = restored, last
-            history = [h for h in _read_history(checkpoint_dir) if h["epoch"] <= start]
+            history = resumed_history(checkpoint_dir, start)
     steps_per_epoch = len(ds.x_train) // batch_size
     eval_fn = jax.jit(eval_step_fn(model, transform))
     if scan:
@@ -167,17 +168,12 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
                 result.diverged_step = int(state.step)
                 history.append(record)
                 break
-            if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
-                ev = evaluate(model, state.params, state.model_state, ds.x_test, ds.y_test,
-                              transform=transform, comp_state=state.comp_state,
-                              step_fn=eval_fn)
-                record.update({"test_accuracy": ev["accuracy"], "test_nll": ev["nll"]})
-            history.append(record)
-            if ckpt is not None:
-                ckpt.save(state, epoch + 1)
-                _write_history(checkpoint_dir, history)
-            if on_epoch is not None:
-                on_epoch(epoch + 1, state, record)
+            close_epoch(epoch + 1, epochs=epochs, eval_every=eval_every, record=record,
+                        state=state, history=history, ckpt=ckpt,
+                        checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
+                        evaluate=lambda s: evaluate(
+                            model, s.params, s.model_state, ds.x_test, ds.y_test,
+                            transform=transform, comp_state=s.comp_state, step_fn=eval_fn))
             if bar is not None:
                 bar.advance(record)
     finally:
@@ -189,38 +185,6 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
     result.train_seconds = time.perf_counter() - t0
     result.resumed_epochs = resumed_records
     return result
-
-
-def _history_path(checkpoint_dir: str) -> str:
-    import os
-
-    return os.path.join(os.path.abspath(checkpoint_dir), "history.json")
-
-
-def _read_history(checkpoint_dir: str) -> list[dict[str, float]]:
-    """The per-epoch records saved beside the checkpoints (empty if none)."""
-    import json
-    import os
-
-    path = _history_path(checkpoint_dir)
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_history(checkpoint_dir: str, history: list[dict[str, float]]) -> None:
-    """Atomically save the history, so a resumed run still reports every epoch."""
-    import json
-    import os
-
-    path = _history_path(checkpoint_dir)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(history, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class _Bar:
