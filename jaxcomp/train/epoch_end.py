@@ -8,13 +8,16 @@ records back up to the restored epoch. ``jaxcomp.train.fit`` and the mesh loops 
 
 Example:
     >>> import tempfile
-    >>> d = tempfile.mkdtemp()
     >>> history = []
     >>> close_epoch(1, epochs=2, eval_every=1, record={"epoch": 1, "train_loss": 0.5},
     ...             state=None, evaluate=lambda s: {"accuracy": 0.9, "nll": 0.3},
-    ...             history=history, checkpoint_dir=d)
-    >>> resumed_history(d, 1)
+    ...             history=history)
+    >>> history
     [{'epoch': 1, 'train_loss': 0.5, 'test_accuracy': 0.9, 'test_nll': 0.3}]
+    >>> d = tempfile.mkdtemp()
+    >>> write_history(d, history)
+    >>> resumed_history(d, 1) == history
+    True
 """
 
 from __future__ import annotations
