@@ -110,3 +110,41 @@ def test_rigl_regrows_largest_gradients():
     s = t.update(params, s, step=1, grads=grads, key=jax.random.key(0))
     # drop 1 (the smaller active |w| = 3.0), grow 1 (the largest inactive |g| = 5.0)
     assert np.asarray(s["masks"]["w"]).tolist() == [[True, False, False, True]]
+
+
+def test_monotone_pruner_never_regrows_even_when_sparsity_falls():
+    from jaxcomp.prune.pruner import ShrinkingPruner
+
+    params = {"Dense_0": {"kernel": jnp.asarray(np.random.default_rng(0).normal(size=(8, 8)),
+                                                jnp.float32)}}
+    # sparsity 0.75 at steps 0..9, then 0.25: the monotone pruner keeps its 48 zeros
+    sched = schedules.one_shot(0.25, at=10, before=0.75)
+    t = pruner("magnitude", sched, gate=(0, 20, 10))
+    assert isinstance(t, ShrinkingPruner) and t.never_regrows
+    s = t.update(params, t.init(params), step=0)
+    first = np.asarray(s["masks"]["Dense_0/kernel"])
+    s = t.update(params, s, step=10)
+    later = np.asarray(s["masks"]["Dense_0/kernel"])
+    assert (~first).sum() == 48 and not np.any(later & ~first)
+    regrowing = pruner("magnitude", sched, gate=(0, 20, 10), monotone=False)
+    assert not getattr(regrowing, "never_regrows", False)
+    s = regrowing.update(params, regrowing.init(params), step=10)
+    assert (~np.asarray(s["masks"]["Dense_0/kernel"])).sum() == 16
+
+
+@pytest.mark.parametrize("monotone", [True, False])
+def test_masked_training_keeps_zeros_for_shrinking_and_regrowing_pruners(monotone):
+    rng = np.random.default_rng(1)
+    params = {"w": jnp.asarray(rng.normal(size=(16, 4)), jnp.float32)}
+    sched = schedules.cubic(0.0, 0.8, begin=0, end=20, frequency=5)
+    tx = masked_optimizer(optax.adam(0.05), pruner("magnitude", sched, where=["w"],
+                                                   monotone=monotone))
+    state = tx.init(params)
+    step = jax.jit(tx.update)
+    for i in range(30):
+        g = {"w": jnp.asarray(rng.normal(size=(16, 4)), jnp.float32)}
+        u, state = step(g, state, params)
+        params = optax.apply_updates(params, u)
+        m = np.asarray(get_masks(state)["w"])
+        assert np.all(np.asarray(params["w"])[~m] == 0.0), i
+    assert (~m).sum() == round(0.8 * 64)

@@ -11,7 +11,11 @@
    regrows (dynamic sparse training) start from zero;
 3. the inner optimizer's per-weight state (moments) is zero for every weight
    that is not kept both before and after the step, so pruned weights carry
-   no stale momentum and regrown ones start fresh.
+   no stale momentum and regrown ones start fresh. A pruner that never regrows
+   (:class:`~jaxcomp.prune.pruner.ShrinkingPruner`, the default ``monotone=True``)
+   skips this: its pruned weights' updates are discarded for good, so their
+   moments can never reach the parameters, and the per-step cost is one select
+   per masked leaf.
 
 The pruner's state (masks, schedule, step) lives in the optimizer state, so
 one orbax checkpoint of a train state holds everything. The forward pass can
@@ -93,13 +97,16 @@ def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
         # is not called on other steps; accumulating scores run every step
         prune = run_pruner() if gate is None else lax.cond(gate, run_pruner,
                                                            lambda: state.prune)
-        u, inner = tx.update(grads, state.inner, params)
         new = prune["masks"]
+        shrinks = getattr(pruner, "never_regrows", False)
+        # kept before and after the step; masks that only shrink make that the new mask
+        # (and the old masks need not outlive the branch, so XLA copies nothing)
+        both = new if shrinks else {p: old[p] & new[p] for p in new}
+        u, inner = tx.update(grads, state.inner, params)
         # keep a weight's update only if it is kept before and after; else send it to 0
-        both = {p: old[p] & new[p] for p in new}
         u = jax.tree_util.tree_map_with_path(
             lambda kp, upd, w: _keep_or_zero(both, paths.path_to_str(kp), upd, w), u, params)
-        if reset_moments:
+        if reset_moments and not shrinks:
             # zero the per-weight optimizer state of every weight not kept throughout; an
             # elementwise select that fuses with the optimizer's own update (no branch)
             inner = _reset(tx, inner, params, both)

@@ -178,7 +178,18 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
             raise ConfigError("prune.method='random': update needs key= (a PRNG key)")
         return _update(cfg, params, state, jnp.asarray(step, jnp.int32), grads, key)
 
-    return Transform(init, _apply, update)
+    return (ShrinkingPruner if monotone else Transform)(init, _apply, update)
+
+
+class ShrinkingPruner(Transform):
+    """A pruner whose masks only ever shrink (``monotone=True``): a weight once pruned
+    is never kept again. :func:`jaxcomp.prune.masked_optimizer` reads the marker and
+    skips the work that only regrowth needs (the "kept before *and* after" mask and
+    the reset of pruned weights' optimizer moments), which cannot change the
+    trajectory of a pruner that never regrows."""
+
+    __slots__ = ()
+    never_regrows = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,9 +227,13 @@ def _update(cfg: _Cfg, params, state, step, grads, key):
     g = state["gate"]
     is_update = (step >= g["begin"]) & (step <= g["end"]) & \
         (jnp.mod(step - g["begin"], g["every"]) == 0)
-    new["masks"] = lax.cond(is_update,
-                            lambda: _compute_masks(cfg, params, new, step, grads, key),
-                            lambda: state["masks"])
+    def recompute():
+        masks = _compute_masks(cfg, params, new, step, grads, key)
+        if cfg.monotone:  # also when the schedule's sparsity falls: pruned stays pruned
+            masks = {p: m & state["masks"][p] for p, m in masks.items()}
+        return masks
+
+    new["masks"] = lax.cond(is_update, recompute, lambda: state["masks"])
     return new
 
 
