@@ -25,15 +25,19 @@ from jaxcomp.core import paths
 
 def output_positions(model: Any, params: Any, model_state: Any, input_shape: tuple
                      ) -> dict[str, int]:
-    """``{module_path: output positions per example}`` from one forward pass (linen only)."""
+    """``{module_path: output positions per example}`` from one forward pass.
+
+    Linen models are traced abstractly; NNX models (whose ``module`` is their
+    constructor) are built once and called on one zero example, every submodule's
+    output recorded through :func:`jaxcomp.flax.intercept.intercept_nnx`.
+    """
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
 
-    from jaxcomp.flax.intercept import intercept_linen
+    from jaxcomp.flax.intercept import intercept_linen, intercept_nnx
 
-    if model is None or not isinstance(getattr(model, "module", None), nn.Module):
-        return {}
+    module = getattr(model, "module", None)
     seen: dict[str, int] = {}
 
     def record(path, module, args, kwargs, call_next):
@@ -42,10 +46,20 @@ def output_positions(model: Any, params: Any, model_state: Any, input_shape: tup
             seen[path] = int(math.prod(out.shape[1:-1]))
         return out
 
-    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    with intercept_linen([".*"], record):
-        jax.eval_shape(lambda p, s, x: model.apply(p, s, x, train=False)[0], params,
-                       model_state, x)
+    if isinstance(module, nn.Module):
+        x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+        with intercept_linen([".*"], record):
+            jax.eval_shape(lambda p, s, x: model.apply(p, s, x, train=False)[0], params,
+                           model_state, x)
+    elif callable(module):  # an NNX constructor ``make(rngs)``
+        from flax import nnx
+
+        net = module(nnx.Rngs(0))
+        if not isinstance(net, nnx.Module):
+            return {}
+        net.eval()
+        with intercept_nnx(net, [".*"], record, check=False):
+            net(jnp.zeros((1, *input_shape), jnp.float32))
     return seen
 
 
