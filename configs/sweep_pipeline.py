@@ -8,10 +8,12 @@ Run:
 Temperature, sparsity and seed are vector keys: the 8 runs train in one vmapped program
 (1 compile) with the teacher trained once and its logits cached; PTQ runs per setting
 after training.
-Expected: quant_test_accuracy within about 0.5 pt of test_accuracy (8-bit PTQ); the
-pruned + quantized students are about 0.5-1.5 pt below the teacher (~0.89) at 90%
-sparsity; `bytes` about 10x below dense fp32 at 90%. About 4-6 minutes on 2 idle CPU
-cores, most of it the teacher.
+Measured 2026-11-28 (2 idle CPU cores, 179 s in all, 1 compile): teacher 0.8795;
+test accuracy (mean of 2 seeds) T=2: 0.8667 at 80%, 0.8592 at 90% sparsity; T=4: 0.8590
+and 0.8518. 8-bit PTQ changes accuracy by at most 0.07 pt (quant_test_accuracy). At
+90% the students are 2.0-2.8 pt below the teacher; `bytes` (bitmask + fp32 values) is
+137 KB, 7.8x below dense fp32 (1,066 KB); `int_bytes` (the int8 export, which stores
+the pruned zeros densely) is 270 KB — the two formats are not combined yet.
 """
 
 from jaxcomp.experiment import base_config
