@@ -154,7 +154,10 @@ def test_one_process_dying_stops_the_other_without_results(runs):
     p0, p1 = runs["dies"]["died"]
     assert p1.returncode == 17 and "dying after epoch 1" in p1.stderr
     assert not p0.timed_out, "the surviving process hung"
-    assert p0.returncode != 0
+    assert p0.returncode == 3, p0.stderr[-2000:]
+    last = [ln for ln in p0.stderr.splitlines() if ln.strip()][-1]
+    assert last.startswith("error: distributed: process 0 was stopped") and \
+        "another process of this run died" in last, last
     assert "done" not in p0.stdout
     assert not (runs["dir"] / "dies.json").exists()
     assert not list(runs["dir"].glob("dies.json.tmp*"))
