@@ -4,16 +4,16 @@ import importlib.util
 import math
 
 from jaxcomp.experiment.paper_table import TableResult, repo_root
-from tests.quick_tables import reproduce_quick
 
 
-def test_t2_quick_structure(tmp_path, monkeypatch):
+def check_quick(res, tmp_path):
+    """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
+    ``jaxcomp reproduce all --quick`` once for all tables."""
     path = repo_root() / "experiments" / "t2_deep_compression.py"
     spec = importlib.util.spec_from_file_location("t2_table", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.TABLE == "T2"
-    res = reproduce_quick("T2", tmp_path, monkeypatch)
     assert isinstance(res, TableResult) and res.quick
     assert {c.id for c in res.claims} >= {"a1", "a2", "b"}
     assert all(math.isfinite(c.value) for c in res.claims)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import math
 
 from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
-from tests.quick_tables import reproduce_quick
 
 
-def test_t7_quick_result_structure(tmp_path, monkeypatch):
+def check_quick(result, tmp_path):
+    """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
+    ``jaxcomp reproduce all --quick`` once for all tables."""
     module = load_table("T7")
     assert module.TABLE == "T7" and module.TITLE
-    result = reproduce_quick("T7", tmp_path / "cli", monkeypatch)
     assert isinstance(result, TableResult) and result.quick and result.table == "T7"
     assert [c.id for c in result.claims] == ["a", "b", "c1", "c2", "c3", "d", "e", "f1", "f2"]
     assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)

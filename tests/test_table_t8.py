@@ -6,13 +6,13 @@ from __future__ import annotations
 import math
 
 from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
-from tests.quick_tables import reproduce_quick
 
 
-def test_t8_quick_result_structure(tmp_path, monkeypatch):
+def check_quick(result, tmp_path):
+    """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
+    ``jaxcomp reproduce all --quick`` once for all tables."""
     module = load_table("T8")
     assert module.TABLE == "T8" and module.TITLE
-    result = reproduce_quick("T8", tmp_path / "cli", monkeypatch)
     assert isinstance(result, TableResult) and result.quick and result.table == "T8"
     assert [c.id for c in result.claims] == ["a1", "a2", "b1", "b2", "b3", "c", "d1", "d2"]
     assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)
