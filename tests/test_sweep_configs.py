@@ -22,3 +22,9 @@ def test_sweep_config_expands_and_validates(path, tmp_path):
     assert len({r.key for r in runner.runs}) == len(spec)  # every setting is a distinct run
     doc = path.read_text().split('"""')[1]
     assert "jaxcomp sweep" in doc and "Expected" in doc
+
+
+def test_there_is_a_sweep_config_per_use_case():
+    names = {p.stem for p in CONFIGS}
+    assert {"sweep_prune_lenet300", "sweep_quant_bits", "sweep_rank_lenet300",
+            "sweep_kd_temperature", "sweep_pipeline"} <= names
