@@ -207,8 +207,7 @@ def _select(arrays, z, groups, keys):
 
     def mask(a, g, o):
         k = key_of(a)
-        index = lax.broadcasted_iota(jnp.uint32, a.shape, 0) if a.ndim == 1 else jnp.reshape(
-            jnp.arange(a.size, dtype=jnp.uint32), a.shape)
+        index = jnp.reshape(jnp.arange(a.size, dtype=jnp.uint32), a.shape)
         return (k < t[g]) | ((k == t[g]) & (index + jnp.uint32(o) < cut[g]))
 
     return [mask(a, g, o) for a, g, o in zip(arrays, groups, offsets, strict=True)]
