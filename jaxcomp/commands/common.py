@@ -10,9 +10,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from typing import Any
 
 import ml_collections
 
@@ -31,14 +28,3 @@ def config_from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
     cfg = load_config(args.config)
     apply_overrides(cfg, args.set)
     return cfg
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and an atomic rename."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from jaxcomp.commands.common import add_config_arguments, config_from_args, write_json_atomic
+from jaxcomp.commands.common import add_config_arguments, config_from_args
+from jaxcomp.core.files import write_json_atomic
 
 HELP = "train one model from a config and print a results line"
 

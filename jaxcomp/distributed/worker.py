@@ -25,12 +25,12 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
 
 from jaxcomp.core.errors import ConfigError
+from jaxcomp.core.files import write_json_atomic
 from jaxcomp.distributed.args import add_distributed_arguments, setup_from_args
 
 
@@ -173,10 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from jaxcomp.distributed.multihost import is_writer
 
     if args.out and is_writer():
-        tmp = f"{args.out}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(out, f)
-        os.replace(tmp, args.out)
+        write_json_atomic(args.out, out)
     print("done", flush=True)
     return 0
 

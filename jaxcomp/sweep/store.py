@@ -24,20 +24,11 @@ import pathlib
 from typing import Any
 
 from jaxcomp.core.errors import ConfigError
+from jaxcomp.core.files import json_default, write_json_atomic
 
 RESULTS = "results.jsonl"
 MANIFEST = "manifest.json"
 FINISHED = ("ok", "diverged")
-
-
-def _json_default(x: Any) -> Any:
-    import numpy as np
-
-    if isinstance(x, np.generic):
-        return x.item()
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    return repr(x)
 
 
 def _clean_floats(x: Any) -> Any:
@@ -84,7 +75,7 @@ class ResultStore:
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one record as one complete line (write + flush + fsync)."""
-        line = json.dumps(_clean_floats(record), default=_json_default, allow_nan=False)
+        line = json.dumps(_clean_floats(record), default=json_default, allow_nan=False)
         data = (line + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -157,9 +148,4 @@ class ResultStore:
         manifest = {"sweep_hash": sweep_hash, **info,
                     "created": datetime.datetime.now(datetime.UTC).isoformat(
                         timespec="seconds")}
-        tmp = self.dir / f"{MANIFEST}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=2, default=_json_default)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.dir / MANIFEST)
+        write_json_atomic(self.dir / MANIFEST, manifest, default=json_default)

@@ -25,6 +25,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from jaxcomp.core.errors import ConfigError
+from jaxcomp.core.files import write_json_atomic
 
 
 def _to_saveable(state: Any) -> Any:
@@ -73,13 +74,7 @@ class Checkpointer:
 
     def _write_checksums(self, epoch: int) -> None:
         path = self._checksum_path(epoch)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(self._digest(epoch), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_json_atomic(path, self._digest(epoch))
         kept = {str(s) for s in self.manager.all_steps()}
         for name in os.listdir(os.path.dirname(path)):
             if name.endswith(".json") and name[:-5] not in kept:

@@ -29,19 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from jaxcomp.core.files import json_default, write_json_atomic
+
 
 def history_path(checkpoint_dir: str) -> str:
     """Where the per-epoch records are kept beside the checkpoints."""
     return os.path.join(os.path.abspath(checkpoint_dir), "history.json")
-
-
-def _plain(v: Any) -> Any:
-    """A JSON-safe value: numpy arrays (per-setting metrics) become lists."""
-    if isinstance(v, np.ndarray | np.generic):
-        return v.tolist()
-    if hasattr(v, "shape") and hasattr(v, "dtype"):  # a jax array
-        return np.asarray(v).tolist()
-    return v
 
 
 def resumed_history(checkpoint_dir: str | None, epoch: int) -> list[dict[str, Any]]:
@@ -61,14 +54,8 @@ def resumed_history(checkpoint_dir: str | None, epoch: int) -> list[dict[str, An
 
 
 def write_history(checkpoint_dir: str, history: list[dict[str, Any]]) -> None:
-    """Atomically save the history (write to a temporary file, fsync, rename)."""
-    path = history_path(checkpoint_dir)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump([{k: _plain(v) for k, v in r.items()} for r in history], f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Atomically save the history (per-setting metrics as lists)."""
+    write_json_atomic(history_path(checkpoint_dir), history, default=json_default)
 
 
 def close_epoch(epoch: int, *, epochs: int, eval_every: int, record: dict[str, Any],
