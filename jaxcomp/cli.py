@@ -65,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    from jaxcomp.distributed.supervise import needs_supervisor, supervise
+
+    if hasattr(args, "coordinator") and needs_supervisor(args.coordinator, args.num_processes,
+                                                         args.process_id):
+        return supervise("jaxcomp.cli", list(sys.argv[1:] if argv is None else argv),
+                         args.process_id, prefix=f"jaxcomp {args.command}: error")
     try:
         return int(mods[args.command].run(args) or 0)
     except ConfigError as e:

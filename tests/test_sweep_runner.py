@@ -260,3 +260,29 @@ def test_settings_differing_only_after_training_share_one_training(toy_family, t
     assert [r["metrics"]["toy_factor_seen"] for r in recs] == [1.0, 2.0, 3.0]
     assert len({r["metrics"]["test_nll"] for r in recs}) == 1  # one training, shared
     assert all("training shared by 3 settings" in r["path_reason"] for r in recs)
+
+
+def test_mesh_path_on_one_device_matches_plain_and_shares_keys(tmp_path):
+    """The sharded program (settings over `sweep`, batches over `data`) on a
+    1-device mesh gives the plain program's numbers; a run's key leaves out the
+    config's mesh block, so a sweep started on one mesh resumes on another."""
+    from jaxcomp.distributed import make_mesh
+
+    cfg = tiny_config(epochs=2)
+    spec = product({"seed": [0, 1, 2]})
+    plain = SweepRunner(cfg, spec, str(tmp_path / "plain"), progress=False)
+    plain.run()
+    meshed = SweepRunner(cfg, spec, str(tmp_path / "mesh"), progress=False,
+                         mesh=make_mesh({"sweep": 1, "data": 1}))
+    s = meshed.run()
+    assert (s["vectorized"], meshed.compiles) == (3, 1)
+    a, b = ResultStore(tmp_path / "plain").records(), ResultStore(tmp_path / "mesh").records()
+    assert [r["key"] for r in a] == [r["key"] for r in b]
+    for x, y in zip(a, b, strict=True):
+        for m in ("test_nll", "train_loss", "test_accuracy"):
+            assert abs(x["metrics"][m] - y["metrics"][m]) < 1e-5
+    other = cfg.copy_and_resolve_references()
+    with other.unlocked():
+        other.mesh.sweep, other.mesh.data = 1, 1
+    again = SweepRunner(other, spec, str(tmp_path / "mesh"), progress=False).run()
+    assert (again["skipped"], again["ran"]) == (3, 0)

@@ -67,3 +67,13 @@ def test_results_without_manifest_are_refused(tmp_path):
     (tmp_path / RESULTS).write_text('{"key": "x"}\n')
     with pytest.raises(ConfigError, match="without a manifest"):
         ResultStore(tmp_path).claim("h", {})
+
+
+def test_read_only_store_neither_creates_nor_writes(tmp_path):
+    ro = ResultStore(tmp_path / "absent", read_only=True)
+    ro.append({"key": "a", "status": "ok"})
+    assert not (tmp_path / "absent").exists() and ro.records() == []
+    ResultStore(tmp_path / "d").append({"key": "a", "status": "ok"})
+    shared = ResultStore(tmp_path / "d", read_only=True)
+    shared.append({"key": "b", "status": "ok"})
+    assert shared.finished_keys() == {"a"}

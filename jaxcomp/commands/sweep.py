@@ -2,6 +2,11 @@
 expand the config's ``get_sweep()`` grid and run it — settings that differ
 only in array-held numbers vmapped together — into a resumable results store.
 
+On several devices the config's ``mesh`` block (or ``--mesh``) splits the
+vectorized settings over ``sweep`` and every batch over ``data``; with
+``--coordinator/--num-processes/--process-id`` (or the ``JAX_*`` variables)
+several processes run the same sweep and process 0 writes the store.
+
 Rerunning the same command continues a killed sweep (finished runs are
 skipped); a directory made by another config is refused.
 
@@ -33,11 +38,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="at most this many settings per vmapped program (memory bound)")
     p.add_argument("--no-vectorize", action="store_true",
                    help="run every setting one after another (the reference path)")
-    p.add_argument("--mesh", default=None, metavar="sweep=S[,data=D]",
-                   help="split the stacked settings of vectorized groups over the 'sweep' axis "
-                        "of a device mesh (jaxcomp.distributed), e.g. --mesh sweep=8")
+    p.add_argument("--mesh", default=None, metavar="sweep=S[,data=D,model=M]",
+                   help="device mesh over all processes (default: the config's mesh block, "
+                        "data=-1): vectorized settings are split over 'sweep', every batch "
+                        "over 'data'; e.g. --mesh sweep=4,data=2 (see docs/scale_out.md)")
     p.add_argument("--tensorboard", action="store_true",
                    help="write TensorBoard event files under OUT/tb/<run key> (needs tensorboardX)")
+    from jaxcomp.distributed.args import add_distributed_arguments
+
+    add_distributed_arguments(p)  # --coordinator, --num-processes, --process-id, ...
 
 
 def default_out(config_path: str) -> str:
@@ -57,21 +66,30 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk_size < 1:
         raise ConfigError(f"--chunk-size: got {args.chunk_size}; allowed range [1, inf)")
     out = args.out or default_out(args.config)
-    place, multiple = None, 1
-    if args.mesh:
-        from jaxcomp.distributed.mesh import axis_size, make_mesh
-        from jaxcomp.distributed.sharding import shard_stacked
+    from jaxcomp.distributed.args import setup_from_args
 
-        mesh = make_mesh(args.mesh)
-        place, multiple = (lambda tree: shard_stacked(tree, mesh)), axis_size(mesh, "sweep")
-    runner = SweepRunner(cfg, spec, out, chunk_size=args.chunk_size, place=place,
-                         multiple_of=multiple,
+    mesh = setup_from_args(args, cfg.mesh)  # joins the process group first, if any
+    import jax
+
+    runner = SweepRunner(cfg, spec, out, chunk_size=args.chunk_size,
+                         mesh=mesh if mesh.size > 1 else None,
                          vectorize=False if args.no_vectorize else "auto",
                          progress=not args.no_progress, tensorboard=args.tensorboard,
                          config_path=args.config)
     s = runner.run()
-    print(f"sweep: {s['runs']} runs ({s['skipped']} already done, {s['ran']} run now: "
+    where = f" on mesh {_mesh_text(mesh)}" if mesh.size > 1 else ""
+    if jax.process_count() > 1:
+        where += f" over {jax.process_count()} processes"
+        if not runner.writer:
+            print(f"sweep: process {jax.process_index()} done ({s['ran']} runs{where}; "
+                  f"process 0 wrote the results)")
+            return 1 if s["error"] else 0
+    print(f"sweep: {s['runs']} runs ({s['skipped']} already done, {s['ran']} run now{where}: "
           f"{s['vectorized']} vectorized, {s['sequential']} one by one, {s['diverged']} "
           f"diverged, {s['error']} failed); {s['compiles']} compile(s) of the vectorized "
           f"program; {s['seconds']:.1f} s; results in {s['out']}/results.jsonl")
     return 1 if s["error"] else 0
+
+
+def _mesh_text(mesh) -> str:
+    return ",".join(f"{k}={v}" for k, v in mesh.shape.items())

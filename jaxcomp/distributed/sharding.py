@@ -217,6 +217,25 @@ def to_host(x: Any) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def host_tree(tree: Any) -> Any:
+    """Every leaf of ``tree`` as a process-local value: arrays become numpy copies
+    (all-gathered when split over processes, see :func:`to_host`); PRNG key arrays
+    stay key arrays (on this process's default device).
+
+    Example:
+        >>> import jax, numpy as np
+        >>> t = host_tree({"w": jax.numpy.ones(2), "k": jax.random.key(0)})
+        >>> type(t["w"]).__name__, jax.dtypes.issubdtype(t["k"].dtype, jax.dtypes.prng_key)
+        ('ndarray', True)
+    """
+    def one(x: Any) -> Any:
+        if _is_key(x):
+            return jax.random.wrap_key_data(to_host(x), impl=jax.random.key_impl(x))
+        return to_host(x) if isinstance(x, jax.Array) else x
+
+    return jax.tree.map(one, tree)
+
+
 def constrain(tree: Any, shardings: Any) -> Any:
     """``with_sharding_constraint`` for a tree inside jit (one sharding or a tree)."""
     if isinstance(shardings, NamedSharding):
@@ -225,7 +244,8 @@ def constrain(tree: Any, shardings: Any) -> Any:
 
 
 __all__ = [
-    "batch_sharding", "check_divisible", "constrain", "from_process_rows", "process_rows",
+    "batch_sharding", "check_divisible", "constrain", "from_process_rows", "host_tree",
+    "process_rows",
     "put_global", "replicate", "replicated", "shard_batch", "shard_stacked",
     "stacked_shardings", "state_shardings", "to_host",
 ]

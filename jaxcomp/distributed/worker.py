@@ -32,6 +32,7 @@ from typing import Any
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.files import write_json_atomic
 from jaxcomp.distributed.args import add_distributed_arguments, setup_from_args
+from jaxcomp.distributed.supervise import needs_supervisor, supervise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,58 +114,11 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-SUPERVISED = "JAXCOMP_WORKER_SUPERVISED"
-
-
-def _multi_process(args: argparse.Namespace) -> bool:
-    from jaxcomp.distributed.multihost import resolve
-
-    try:
-        group = resolve(args.coordinator, args.num_processes, args.process_id)
-    except ConfigError:
-        return False  # the job itself reports the bad flags
-    return group is not None and group.num_processes > 1
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the supervising parent dies (Linux), never orphaned."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _supervise(argv: list[str], process_id: int | None) -> int:
-    """Run the job in a child process; translate an abort into a clear message."""
-    import signal
-    import subprocess
-
-    child = subprocess.Popen([sys.executable, "-m", "jaxcomp.distributed.worker", *argv],
-                             env={**os.environ, SUPERVISED: "1"},
-                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda s, _f: child.send_signal(s))
-    rc = child.wait()
-    if rc < 0 or rc == 134:  # killed by a signal (SIGABRT from the coordination service)
-        what = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
-        pid = process_id if process_id is not None else os.environ.get("JAX_PROCESS_ID", "?")
-        print(f"error: distributed: process {pid} was stopped ({what}) by JAX's "
-              "coordination service — another process of this run died or stopped "
-              "answering; no results were written (process 0 writes them only at the end); "
-              "rerun the same command to resume from the last checkpoint",
-              file=sys.stderr, flush=True)
-        return 3
-    return rc
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if not os.environ.get(SUPERVISED) and _multi_process(args):
-        return _supervise(argv, args.process_id)
+    if needs_supervisor(args.coordinator, args.num_processes, args.process_id):
+        return supervise("jaxcomp.distributed.worker", argv, args.process_id)
     try:
         out = run_job(args)
     except ConfigError as e:

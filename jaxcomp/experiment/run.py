@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from typing import Any
 
@@ -70,10 +71,23 @@ class RunContext:
         kw.update(overrides)
         tx = kw.pop("tx", None) or self.make_optimizer()
         if self.mesh is not None and self.mesh.size > 1:
-            from jaxcomp.distributed.data_parallel import fit_data_parallel
+            if kw.get("extra_batch") is None:
+                from jaxcomp.distributed.data_parallel import fit_data_parallel
 
-            return fit_data_parallel(self.model, self.dataset, tx, mesh=self.mesh, **kw)
+                return fit_data_parallel(self.model, self.dataset, tx, mesh=self.mesh, **kw)
+            _note_once("a family feeds per-batch data from Python (extra_batch, e.g. cached "
+                       "teacher logits), which is not split over a mesh: this run trains on "
+                       "one device per process")
         return fit(self.model, self.dataset, tx, **kw)
+
+
+_NOTED: set[str] = set()
+
+
+def _note_once(msg: str) -> None:
+    if msg not in _NOTED and jax.process_index() == 0:
+        _NOTED.add(msg)
+        print(f"note: {msg}", file=sys.stderr)
 
 
 def make_optimizer(train_cfg: ml_collections.ConfigDict,

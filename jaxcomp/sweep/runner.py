@@ -39,8 +39,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh
 
 from jaxcomp.core.errors import ConfigError
+from jaxcomp.distributed.sharding import check_divisible, host_tree
 from jaxcomp.experiment import families
 from jaxcomp.experiment.ledger import count_nonzeros, count_params, forward_flops
 from jaxcomp.experiment.run import (
@@ -119,6 +121,13 @@ def group_key(cfg: ml_collections.ConfigDict, vkeys: set[str]) -> str:
     return config_hash(_without(cfg.to_dict(), keys))
 
 
+def _mesh_free(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as a dict without its ``mesh`` block (results do not depend on it)."""
+    d = cfg.to_dict()
+    d.pop("mesh", None)
+    return d
+
+
 def _get(d: dict[str, Any], dotted: str) -> Any:
     for p in dotted.split("."):
         if not isinstance(d, dict) or p not in d:
@@ -174,17 +183,24 @@ class SweepRunner:
       vectorize: ``"auto"`` (vectorize where possible), or ``False``.
       progress: show a rich progress bar with ETA.
       tensorboard: write TensorBoard event files under ``out_dir/tb/<key>``.
-      place: called on each stacked state before training (device placement).
+      place: called on each stacked state before training (a device-placement hook).
       config_path: recorded in the manifest.
-      multiple_of: chunk sizes are rounded up (padded) to a multiple of this, e.g. the
-        size of a device mesh's ``sweep`` axis that ``place`` shards over.
+      mesh: a device mesh (:func:`jaxcomp.distributed.make_mesh`) over all processes:
+        vectorized groups split their settings over its ``sweep`` axis (chunks
+        padded to a multiple of its size) and every batch over ``data``;
+        one-by-one runs are data-parallel over the whole mesh. With several
+        processes every process runs the same program and only process 0 writes
+        the store; which runs are pending is process 0's decision.
+
+    A run's key and the sweep's hash leave out the config's ``mesh`` block: the
+    results do not depend on it, so a sweep started on one mesh resumes on another.
     """
 
     def __init__(self, base: ml_collections.ConfigDict, spec: Spec | None, out_dir: str, *,
                  chunk_size: int = 32, vectorize: bool | str = "auto", progress: bool = True,
                  tensorboard: bool = False, place: Callable[[Any], Any] | None = None,
                  config_path: str = "", log: Callable[[str], None] | None = None,
-                 multiple_of: int = 1):
+                 mesh: Mesh | None = None):
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ConfigError(f"sweep chunk_size: got {chunk_size!r}; allowed range [1, inf)")
         if vectorize not in ("auto", True, False):
@@ -197,23 +213,39 @@ class SweepRunner:
                 if name in cfg and cfg[name].get("method", "none") != "none" and \
                         callable(getattr(fam, "validate", None)):
                     fam.validate(cfg[name])
+            if mesh is not None:
+                check_divisible("train.batch_size", cfg.train.batch_size, mesh, "data")
         self.base, self.spec = base, spec
-        self.runs = [Run(i, s, c, config_hash(c.to_dict())) for i, (s, c) in enumerate(pairs)]
+        self.runs = [Run(i, s, c, config_hash(_mesh_free(c))) for i, (s, c) in enumerate(pairs)]
         self.chunk_size, self.vectorize, self.progress = chunk_size, vectorize, progress
         self.place, self.tensorboard = place, tensorboard
-        self.multiple_of = max(1, int(multiple_of))
-        self.log = log or (lambda msg: print(msg, file=sys.stderr))
-        self.sweep_hash = config_hash({"base": base.to_dict(),
+        self.mesh = mesh
+        self.multiple_of = 1 if mesh is None else int(mesh.shape["sweep"])
+        self.writer = jax.process_index() == 0
+        say = log or (lambda msg: print(msg, file=sys.stderr))
+        self.log = say if self.writer else (lambda msg: None)
+        self.sweep_hash = config_hash({"base": _mesh_free(base),
                                        "settings": [r.setting for r in self.runs]})
         if tensorboard:
             from jaxcomp.sweep.tblog import require_tensorboard
 
             require_tensorboard()
-        self.store = ResultStore(out_dir)
-        self.store.claim(self.sweep_hash, {
-            "config_path": config_path, "spec": spec.to_json() if spec else None,
-            "swept_keys": spec.keys() if spec else [], "num_runs": len(self.runs),
-            "base_config": base.to_dict()})
+        self.store = ResultStore(out_dir, read_only=not self.writer)
+        refusal = ""
+        if self.writer:
+            try:
+                self.store.claim(self.sweep_hash, {
+                    "config_path": config_path, "spec": spec.to_json() if spec else None,
+                    "swept_keys": spec.keys() if spec else [], "num_runs": len(self.runs),
+                    "base_config": base.to_dict()})
+            except ConfigError as e:
+                refusal = str(e)
+        if jax.process_count() > 1:  # every process stops, not only process 0
+            from jaxcomp.distributed.agree import from_writer
+
+            refusal = from_writer(refusal)
+        if refusal:
+            raise ConfigError(refusal)
         self.compiles = 0
         self.eval_compiles = 0
         self._datasets: dict[str, Any] = {}
@@ -252,7 +284,7 @@ class SweepRunner:
                "config": result["config"], **self._common(),
                "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
         self.store.append(rec)
-        if self.tensorboard:
+        if self.tensorboard and self.writer:
             from jaxcomp.sweep.tblog import write_run
 
             write_run(self.store.dir / "tb" / run.key, rec)
@@ -263,7 +295,8 @@ class SweepRunner:
     def _sequential(self, run: Run, reason: str, group: str) -> dict[str, Any]:
         try:
             result = run_experiment(run.config, dataset=self._dataset(run.config),
-                                    out_dir=str(self.store.dir / "runs" / run.key))
+                                    out_dir=str(self.store.dir / "runs" / run.key),
+                                    mesh=self.mesh)
         except ConfigError:
             raise
         except Exception as e:  # recorded, retried on the next run of the sweep
@@ -343,7 +376,7 @@ class SweepRunner:
         if group not in prog_cache:
             prog_cache[group] = VectorizedProgram(
                 ctx0.model, ctx0.make_optimizer(), batch_size=cfg0.train.batch_size,
-                transform=ctx0.transform, loss_fn=ctx0.loss_fn)
+                transform=ctx0.transform, loss_fn=ctx0.loss_fn, mesh=self.mesh)
         prog = prog_cache[group]
         before = prog.compiles
         train_ids = getattr(self, "_train_ids", None) or list(range(len(runs)))
@@ -363,7 +396,8 @@ class SweepRunner:
                                 extra_arrays=extra_arrays_of(ctx0.extra_batch, ds))
             jax.block_until_ready(out.state)
             chunk_seconds = time.perf_counter() - tc
-            finals = unstack(out.state, len(part))
+            finals = unstack(out.state if self.mesh is None else host_tree(out.state),
+                             len(part))
             flops = None
             members = [i for i, t in enumerate(train_ids) if t in part]
             for i in members:
@@ -432,9 +466,18 @@ class SweepRunner:
             self._bar.advance()
 
     def pending(self) -> list[Run]:
-        """The runs not finished in the store yet."""
-        done = self.store.finished_keys()
+        """The runs not finished in the store yet (process 0's store decides)."""
+        done = self.finished_keys()
         return [r for r in self.runs if r.key not in done]
+
+    def finished_keys(self) -> set[str]:
+        """The finished runs' keys, as process 0's store has them (on every process)."""
+        done = self.store.finished_keys() if self.writer else set()
+        if jax.process_count() > 1:
+            from jaxcomp.distributed.agree import from_writer
+
+            done = set(from_writer(sorted(done)))
+        return done
 
     def run(self) -> dict[str, Any]:
         """Run every pending setting; returns a summary (counts, compiles, seconds)."""
@@ -447,7 +490,7 @@ class SweepRunner:
         groups: dict[str, list[Run]] = {}
         for r in todo:
             groups.setdefault(group_key(r.config, vk), []).append(r)
-        self._bar = _Bar(len(todo)) if self.progress and todo else None
+        self._bar = _Bar(len(todo)) if self.progress and todo and self.writer else None
         counts = {"vectorized": 0, "sequential": 0, "diverged": 0, "error": 0}
         prog_cache: dict[str, VectorizedProgram] = {}
         try:
@@ -477,7 +520,7 @@ class SweepRunner:
                         except Exception as e:  # e.g. out of memory: go one by one
                             reason = f"the vectorized program failed: {type(e).__name__}: " \
                                      f"{str(e)[:300]}"
-                            done = self.store.finished_keys()
+                            done = self.finished_keys()
                             recs = [r for r in self.store.latest() if r["key"] in done and
                                     r["key"] in {x.key for x in runs}]
                             runs = [r for r in runs if r.key not in done]

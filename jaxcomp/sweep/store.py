@@ -45,11 +45,15 @@ def _clean_floats(x: Any) -> Any:
 class ResultStore:
     """Records of one sweep directory (``results.jsonl`` and ``manifest.json``)."""
 
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike, *, read_only: bool = False):
+        """``read_only``: never create, repair or append (the processes of a
+        multi-process run other than process 0, which alone writes)."""
         self.dir = pathlib.Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self.path = self.dir / RESULTS
-        self._repair()
+        if not read_only:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._repair()
 
     def _repair(self) -> None:
         """Truncate a torn or unreadable last line left by a killed writer."""
@@ -74,7 +78,10 @@ class ResultStore:
                 os.fsync(f.fileno())
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append one record as one complete line (write + flush + fsync)."""
+        """Append one record as one complete line (write + flush + fsync); a
+        read-only store appends nothing."""
+        if self.read_only:
+            return
         line = json.dumps(_clean_floats(record), default=json_default, allow_nan=False)
         data = (line + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

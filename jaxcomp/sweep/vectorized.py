@@ -8,8 +8,11 @@ epoch is one ``lax.scan`` of the ordinary train step, vmapped over settings.
 Each setting reads the shared device-resident data through its own
 permutation, so its data order is exactly the one ``fit`` would use.
 
-The stacked axis is the leading axis of every leaf, so a caller may shard it
-over a device mesh (pass ``place`` to :func:`train_stacked`).
+With a device ``mesh`` (:func:`jaxcomp.distributed.make_mesh`) the stacked
+settings axis is split over the mesh's ``sweep`` axis and every batch over its
+``data`` axis (XLA all-reduces each setting's gradients over ``data``); the
+program is the same on one process or many, and the results match the
+one-device program within float tolerance (only sums are reordered).
 
 Example:
     >>> import jax, jax.numpy as jnp, optax
@@ -36,9 +39,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset, epoch_permutation
+from jaxcomp.distributed.sharding import put_global, replicated, shard_stacked, to_host
 from jaxcomp.flax.model import Model
 from jaxcomp.train.step import LossFn, eval_step_fn, train_step_fn
 
@@ -64,23 +71,37 @@ class VectorizedProgram:
     """The vmapped epoch and eval programs for one model/optimizer/transform/loss.
 
     ``compiles`` counts traces of the epoch program (each trace is one XLA
-    compile); ``eval_compiles`` those of the eval program.
+    compile); ``eval_compiles`` those of the eval program. With a ``mesh``, the
+    settings are split over its ``sweep`` axis and each batch over ``data``
+    (``batch_size`` must be a multiple of the ``data`` axis size).
     """
 
     def __init__(self, model: Model, tx: optax.GradientTransformation, *, batch_size: int,
-                 transform: Transform | None = None, loss_fn: LossFn | None = None):
+                 transform: Transform | None = None, loss_fn: LossFn | None = None,
+                 mesh: Mesh | None = None):
         self.model, self.transform, self.batch_size = model, transform, batch_size
+        self.mesh = mesh
         self.compiles = 0
         self.eval_compiles = 0
         step = train_step_fn(model, tx, transform, loss_fn)
+        if mesh is not None:
+            from jaxcomp.distributed.sharding import check_divisible
+
+            check_divisible("train.batch_size", batch_size, mesh, "data")
+            rows = NamedSharding(mesh, P("data"))  # inside vmap: ("sweep", "data")
+            per_setting = NamedSharding(mesh, P("sweep"))
+
+        def gather(v, ix):
+            out = v[ix]
+            return out if mesh is None else jax.lax.with_sharding_constraint(out, rows)
 
         def one_epoch(state, x, y, perm, loss_state, extra):
             idx = perm.reshape((-1, batch_size))
 
             def body(s, ix):
-                batch = {"x": x[ix], "y": y[ix]}
+                batch = {"x": gather(x, ix), "y": gather(y, ix)}
                 if extra:
-                    batch.update({k: v[ix] for k, v in extra.items()})
+                    batch.update({k: gather(v, ix) for k, v in extra.items()})
                 if loss_state is not None:
                     batch["loss_state"] = loss_state
                 return step(s, batch)
@@ -100,11 +121,15 @@ class VectorizedProgram:
             state = treedef.unflatten([leaf[0] if sh else leaf
                                        for leaf, sh in zip(leaves, shared, strict=True)])
             state, metrics = jax.vmap(one_epoch, in_axes=(axes, None, None, 0, ls_axis, None),
-                                      out_axes=(axes, 0))(state, x, y, perms, loss_states,
-                                                          extra)
+                                      out_axes=(axes, 0),
+                                      spmd_axis_name=None if mesh is None else "sweep")(
+                state, x, y, perms, loss_states, extra)
             out = jax.tree.leaves(state)
             state = treedef.unflatten([jnp.broadcast_to(leaf, (n_set, *leaf.shape)) if sh
                                        else leaf for leaf, sh in zip(out, shared, strict=True)])
+            if mesh is not None:  # the next epoch gets exactly the shardings it was built for
+                state, metrics = jax.lax.with_sharding_constraint((state, metrics),
+                                                                  per_setting)
             return state, metrics
 
         self._epoch = jax.jit(epoch, donate_argnums=(0,), static_argnums=(6,))
@@ -113,10 +138,15 @@ class VectorizedProgram:
 
         def evaluate(params, comp_state, model_state, x, y, w):
             self.eval_compiles += 1
-            return jax.vmap(ev, in_axes=(0, 0, 0, None, None, None))(
+            return jax.vmap(ev, in_axes=(0, 0, 0, None, None, None),
+                            spmd_axis_name=None if mesh is None else "sweep")(
                 params, comp_state, model_state, x, y, w)
 
         self.eval = jax.jit(evaluate)
+
+    def note_shared(self, state: Any) -> None:
+        """Find the leaves equal in every setting of ``state`` (before it is sharded)."""
+        self._shared = _shared_leaves(state)
 
     def epoch(self, state, x, y, perms, loss_states, extra):
         """One epoch of every stacked setting: ``(state, metrics)``, metrics ``(settings,)``."""
@@ -137,10 +167,9 @@ def _shared_leaves(state: Any, max_size: int = 64) -> tuple[bool, ...]:
     out = []
     for leaf in jax.tree.leaves(state):
         ok = (hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.integer)
-              and np.ndim(leaf) >= 1 and np.size(leaf) <= max_size * max(np.shape(leaf)[0], 1)
-              and getattr(leaf, "is_fully_addressable", True))
+              and np.ndim(leaf) >= 1 and np.size(leaf) <= max_size * max(np.shape(leaf)[0], 1))
         if ok:
-            host = np.asarray(leaf)
+            host = to_host(leaf)  # every process calls this in the same order (SPMD)
             ok = bool(np.all(host == host[:1]))
         out.append(ok)
     return tuple(out)
@@ -162,7 +191,16 @@ class StackedResult:
 
 def evaluate_stacked(prog: VectorizedProgram, state: Any, x: np.ndarray, y: np.ndarray,
                      batch_size: int = 1000) -> dict[str, np.ndarray]:
-    """Per-setting test accuracy and mean NLL (``(settings,)`` arrays); one compile."""
+    """Per-setting test accuracy and mean NLL (``(settings,)`` arrays); one compile.
+
+    With ``prog.mesh``, each batch is split over its ``data`` axis (the last one
+    padded with zero-weight rows).
+    """
+    if prog.mesh is not None:
+        from jaxcomp.distributed.vectorized import evaluate_stacked as on_mesh
+
+        return on_mesh(prog.model, state, x, y, mesh=prog.mesh, batch_size=batch_size,
+                       step_fn=prog.eval)
     n = len(x)
     bs = min(batch_size, n)
     tot = None
@@ -195,8 +233,9 @@ def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Se
       seeds: each setting's seed (its data order is ``fit``'s for that seed).
       epochs: epochs to train.
       loss_states: stacked ``loss_state`` pytree, or ``None``.
-      place: called on the stacked state (and loss states) before training, e.g.
-        to shard the settings axis over a mesh.
+      place: called on the stacked state (and loss states) before training (a
+        device-placement hook; with ``prog.mesh`` they are split over ``sweep``
+        after it).
       on_epoch: ``(epoch, losses, accuracies)`` after each epoch.
       evaluate: evaluate on the test split at the end.
       extra_arrays: per-training-example arrays shared by all settings (e.g. cached
@@ -204,18 +243,39 @@ def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Se
     """
     n_set = len(seeds)
     steps = len(ds.x_train) // prog.batch_size
+    mesh = prog.mesh
     if place is not None:
         state = place(state)
         loss_states = place(loss_states) if loss_states is not None else None
-    x_dev, y_dev = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    extra = {k: jnp.asarray(v) for k, v in (extra_arrays or {}).items()}
+    if mesh is None:
+        def put(v):
+            return jnp.asarray(v)
+
+        def put_perms(v):
+            return jnp.asarray(v)
+    else:  # settings over `sweep`; the shared data whole on every device
+        if n_set % mesh.shape["sweep"]:
+            raise ConfigError(f"sweep chunk: {n_set} settings are not a multiple of the mesh's "
+                              f"sweep axis size {mesh.shape['sweep']}; pad the chunk")
+        prog.note_shared(state)
+        state = shard_stacked(state, mesh)
+        loss_states = shard_stacked(loss_states, mesh) if loss_states is not None else None
+
+        def put(v):
+            return put_global(np.asarray(v), replicated(mesh))
+
+        def put_perms(v):
+            return shard_stacked(v, mesh)
+    x_dev, y_dev = put(ds.x_train), put(ds.y_train)
+    extra = {k: put(v) for k, v in (extra_arrays or {}).items()}
     losses, accs = [], []
     diverged = np.full(n_set, -1, np.int64)
     for epoch in range(epochs):
         perms = epoch_permutations(len(ds.x_train), seeds, epoch, steps * prog.batch_size)
-        state, m = prog.epoch(state, x_dev, y_dev, jnp.asarray(perms), loss_states, extra)
-        loss = np.asarray(m["loss"], np.float64)
-        acc = np.asarray(m.get("accuracy", np.full(n_set, np.nan)), np.float64)
+        state, m = prog.epoch(state, x_dev, y_dev, put_perms(perms), loss_states, extra)
+        loss = to_host(m["loss"]).astype(np.float64)
+        acc = (to_host(m["accuracy"]).astype(np.float64) if "accuracy" in m
+               else np.full(n_set, np.nan))
         losses.append(loss)
         accs.append(acc)
         newly = (~np.isfinite(loss)) & (diverged < 0)

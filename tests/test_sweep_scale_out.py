@@ -1,0 +1,207 @@
+"""``jaxcomp sweep`` from a config on 1 device (in-process), on 8 simulated CPU
+devices and on 2 local processes × 4 devices gives the same metrics; bad meshes
+and batch sizes are refused before anything runs; when one of two processes is
+killed mid-sweep the other ends with exit 3 and one line, the store keeps every
+finished record whole, and rerunning the command finishes the rest.
+
+The sweep mixes both paths: four settings (seed × sparsity) share one vmapped
+program, split over ``sweep=2`` with batches over ``data=4``; the fifth trains
+one-by-one, data-parallel over the mesh. All subprocess groups start at once
+(threads) and are killed on timeout."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from jaxcomp.distributed.launch import launch_local, run_local
+
+TIMEOUT = 300  # a bound, not an expectation: each group takes seconds on an idle machine
+CLI = [sys.executable, "-m", "jaxcomp.cli", "sweep"]
+MESH = ["--mesh", "sweep=2,data=4", "--no-progress"]
+METRICS = ("test_accuracy", "test_nll", "train_loss", "train_accuracy")
+
+CONFIG = '''
+from jaxcomp.experiment import base_config
+from jaxcomp.sweep.grid import zip_
+
+
+def get_config():
+    c = base_config()
+    c.data.name = "synthetic"
+    c.model.name = "mlp"
+    with c.unlocked():
+        c.model.features = (16,)
+    c.train.batch_size = 64
+    c.train.learning_rate = 1e-2
+    c.prune.method = "magnitude"
+    c.prune.frequency = 4  # 8 steps an epoch: masks update twice an epoch
+    return c
+
+
+def get_sweep():  # 4 settings vmapped together, then a group of one (its own epochs)
+    return zip_({"seed": [0, 0, 1, 1, 2], "prune.sparsity": [0.5, 0.8, 0.5, 0.8, 0.5],
+                 "train.epochs": [2, 2, 2, 2, LAST_EPOCHS]})
+'''
+
+BAD_INPUTS = r"""
+import contextlib, io, json, sys
+from jaxcomp.cli import main
+out = {}
+for name, extra in {"mesh": ["--mesh", "sweep=3"],
+                    "batch": ["--mesh", "data=8", "--set", "train.batch_size=60"]}.items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["sweep", sys.argv[1], "--out", sys.argv[2] + "/" + name, "--no-progress",
+                   *extra])
+    out[name] = [rc, err.getvalue().strip()]
+print(json.dumps(out))
+"""
+
+
+def _records(directory):
+    with open(os.path.join(directory, "results.jsonl")) as f:
+        return {r["key"]: r for r in map(json.loads, f)}
+
+
+def _kill_mid_sweep(cfg, out):
+    """2 processes; kill process 1 once the vmapped group's records are written
+    (process 0 is then training the long one-by-one run)."""
+    from jaxcomp.distributed.launch import _kill, device_env, free_port
+
+    port = free_port()
+    procs = []
+    try:
+        for i in range(2):
+            env = {**device_env(4), "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                   "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)}
+            procs.append(subprocess.Popen(
+                [*CLI, cfg, "--out", out, *MESH, "--heartbeat-timeout", "5"], env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                start_new_session=True))
+        results = os.path.join(out, "results.jsonl")
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and procs[0].poll() is None:
+            if os.path.exists(results) and open(results).read().count("\n") >= 4:
+                break
+            time.sleep(0.05)
+        killed_at = open(results).read().count("\n") if os.path.exists(results) else 0
+        _kill([procs[1]])
+        try:
+            _, err0 = procs[0].communicate(timeout=max(deadline - time.monotonic(), 1))
+            return {"rc": procs[0].returncode, "stderr": err0, "killed_at": killed_at,
+                    "timed_out": False}
+        except subprocess.TimeoutExpired:
+            return {"rc": None, "stderr": "", "killed_at": killed_at, "timed_out": True}
+    finally:
+        _kill(procs)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("scale_sweep")
+    cfg = d / "cfg.py"
+    cfg.write_text(CONFIG.replace("LAST_EPOCHS", "1"))
+    long_cfg = d / "long.py"  # the one-by-one run lasts long enough to be killed in
+    long_cfg.write_text(CONFIG.replace("LAST_EPOCHS", "50"))
+    cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    jobs = {
+        "dev8": lambda: run_local([*CLI, str(cfg), "--out", str(d / "dev8"), *MESH],
+                                  num_devices=8, timeout_s=TIMEOUT, cwd=cwd),
+        "proc2": lambda: launch_local([*CLI, str(cfg), "--out", str(d / "proc2"), *MESH],
+                                      num_processes=2, devices_per_process=4,
+                                      timeout_s=TIMEOUT, cwd=cwd),
+        "bad": lambda: run_local([sys.executable, "-c", BAD_INPUTS, str(cfg), str(d)],
+                                 num_devices=8, timeout_s=TIMEOUT, cwd=cwd),
+        "killed": lambda: _kill_mid_sweep(str(long_cfg), str(d / "killed")),
+    }
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = {k: pool.submit(f) for k, f in jobs.items()}
+        from jaxcomp.experiment.config import load_config
+        from jaxcomp.sweep.grid import load_sweep
+        from jaxcomp.sweep.runner import SweepRunner
+
+        ref = SweepRunner(load_config(str(cfg)), load_sweep(str(cfg)), str(d / "ref"),
+                          progress=False).run()
+        out = {k: f.result() for k, f in futures.items()}
+    out["resumed"] = launch_local([*CLI, str(long_cfg), "--out", str(d / "killed"), *MESH],
+                                  num_processes=2, devices_per_process=4, timeout_s=TIMEOUT,
+                                  cwd=cwd)
+    out.update(dir=d, ref_summary=ref)
+    return out
+
+
+def _ok(r):
+    assert r.returncode == 0 and not r.timed_out, r.stderr[-3000:]
+
+
+def _same_metrics(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k]["status"] == b[k]["status"] == "ok"
+        assert a[k]["path"] == b[k]["path"]
+        for m in METRICS:
+            assert abs(a[k]["metrics"][m] - b[k]["metrics"][m]) < 2e-5, (k, m)
+        assert a[k]["ledger"]["nonzeros"] == b[k]["ledger"]["nonzeros"]
+
+
+def test_reference_mixes_vmapped_and_one_by_one_runs(runs):
+    s = runs["ref_summary"]
+    assert (s["vectorized"], s["sequential"], s["error"]) == (4, 1, 0)
+    recs = _records(runs["dir"] / "ref")
+    assert len({r["metrics"]["test_nll"] for r in recs.values()}) == 5
+
+
+def test_eight_devices_match_one_device(runs):
+    _ok(runs["dev8"])
+    assert "on mesh sweep=2,data=4,model=1: 4 vectorized, 1 one by one" in runs["dev8"].stdout
+    _same_metrics(_records(runs["dir"] / "ref"), _records(runs["dir"] / "dev8"))
+
+
+def test_two_processes_match_one_device_and_only_process_0_writes(runs):
+    p0, p1 = runs["proc2"]
+    _ok(p0)
+    _ok(p1)
+    assert "over 2 processes: 4 vectorized, 1 one by one" in p0.stdout
+    assert "sweep: process 1 done (5 runs" in p1.stdout
+    _same_metrics(_records(runs["dir"] / "ref"), _records(runs["dir"] / "proc2"))
+    assert len((runs["dir"] / "proc2" / "results.jsonl").read_text().splitlines()) == 5
+
+
+def test_bad_mesh_and_batch_size_are_refused(runs):
+    r = runs["bad"]
+    _ok(r)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    rc, err = out["mesh"]
+    assert rc == 2 and "mesh: sweep=3,data=1,model=1 needs 3 devices but 8 are available" in err
+    rc, err = out["batch"]
+    assert rc == 2 and ("train.batch_size: got 60; must be a positive multiple of the mesh's "
+                        "data axis size 8") in err
+    assert not (runs["dir"] / "batch" / "results.jsonl").exists()
+
+
+def test_killed_process_stops_the_other_and_the_rerun_finishes(runs):
+    k = runs["killed"]
+    assert not k["timed_out"], "the surviving process hung"
+    assert k["killed_at"] == 4, "process 1 was not killed during the one-by-one run"
+    assert k["rc"] == 3, k["stderr"][-3000:]
+    last = [ln for ln in k["stderr"].splitlines() if ln.strip()][-1]
+    assert last.startswith("jaxcomp sweep: error: distributed: process 0 was stopped") and \
+        "rerun the same command to resume" in last, last
+    p0, p1 = runs["resumed"]
+    _ok(p0)
+    _ok(p1)
+    assert "4 already done, 1 run now" in p0.stdout
+    recs = _records(runs["dir"] / "killed")
+    lines = (runs["dir"] / "killed" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and len(recs) == 5
+    assert all(r["status"] == "ok" for r in recs.values())
+    ref = _records(runs["dir"] / "ref")
+    for r in recs.values():  # the vmapped four equal the reference's
+        if r["path"] == "vectorized":
+            match = [x for x in ref.values() if x["setting"] == r["setting"]]
+            assert abs(match[0]["metrics"]["test_nll"] - r["metrics"]["test_nll"]) < 2e-5
