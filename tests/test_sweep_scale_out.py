@@ -48,10 +48,32 @@ def get_sweep():  # 4 settings vmapped together, then a group of one (its own ep
                  "train.epochs": [2, 2, 2, 2, LAST_EPOCHS]})
 '''
 
-BAD_INPUTS = r"""
+EIGHT_DEVICES = r"""
 import contextlib, io, json, sys
+import jax, numpy as np, optax
 from jaxcomp.cli import main
+from jaxcomp.data import synthetic
+from jaxcomp.distributed import make_mesh
+from jaxcomp.models import get_model
+from jaxcomp.sweep.vectorized import VectorizedProgram, stack, train_stacked
+from jaxcomp.train import init_state
 out = {}
+# a model axis too: each setting's 64x256 kernel (16384 elements) split over `model`
+ds = synthetic(num_train=256, num_test=64, shape=(8, 8, 1))
+model = get_model("mlp", input_shape=ds.input_shape, num_classes=4, features=(256,))
+tx = optax.adam(1e-2)
+nll = {}
+for name, mesh in {"one": None, "s2d2m2": make_mesh("sweep=2,data=2,model=2")}.items():
+    prog = VectorizedProgram(model, tx, batch_size=32, mesh=mesh)
+    r = train_stacked(prog, stack([init_state(model, ds, tx, seed=s) for s in range(4)]), ds,
+                      seeds=range(4), epochs=2)
+    nll[name] = r.test_nll.tolist()
+    if mesh is not None:
+        k = r.state.params["Dense_0"]["kernel"]
+        out["kernel_spec"] = [str(a) for a in k.sharding.spec]
+        out["kernel_shard"] = list(k.addressable_shards[0].data.shape)
+        out["compiles"] = prog.compiles
+out["model_axis_nll"] = nll
 for name, extra in {"mesh": ["--mesh", "sweep=3"],
                     "batch": ["--mesh", "data=8", "--set", "train.batch_size=60"]}.items():
     err = io.StringIO()
@@ -115,7 +137,7 @@ def runs(tmp_path_factory):
         "proc2": lambda: launch_local([*CLI, str(cfg), "--out", str(d / "proc2"), *MESH],
                                       num_processes=2, devices_per_process=4,
                                       timeout_s=TIMEOUT, cwd=cwd),
-        "bad": lambda: run_local([sys.executable, "-c", BAD_INPUTS, str(cfg), str(d)],
+        "dev8_script": lambda: run_local([sys.executable, "-c", EIGHT_DEVICES, str(cfg), str(d)],
                                  num_devices=8, timeout_s=TIMEOUT, cwd=cwd),
         "killed": lambda: _kill_mid_sweep(str(long_cfg), str(d / "killed")),
     }
@@ -172,8 +194,18 @@ def test_two_processes_match_one_device_and_only_process_0_writes(runs):
     assert len((runs["dir"] / "proc2" / "results.jsonl").read_text().splitlines()) == 5
 
 
+def test_model_axis_splits_each_settings_kernel_and_matches(runs):
+    r = runs["dev8_script"]
+    _ok(r)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["kernel_spec"] == ["sweep", "None", "model"] and out["compiles"] == 1
+    assert out["kernel_shard"] == [2, 64, 128]  # 2 of 4 settings, half of 256 columns
+    a, b = out["model_axis_nll"]["one"], out["model_axis_nll"]["s2d2m2"]
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-5
+
+
 def test_bad_mesh_and_batch_size_are_refused(runs):
-    r = runs["bad"]
+    r = runs["dev8_script"]
     _ok(r)
     out = json.loads(r.stdout.strip().splitlines()[-1])
     rc, err = out["mesh"]

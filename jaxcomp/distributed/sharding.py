@@ -85,9 +85,20 @@ def state_shardings(mesh: Mesh, tree: Any, *, min_size: int = MIN_SHARD_SIZE) ->
                         tree)
 
 
-def stacked_shardings(mesh: Mesh, tree: Any) -> Any:
-    """Shardings for a stacked sweep state: the leading setting axis over ``sweep``."""
+def stacked_shardings(mesh: Mesh, tree: Any, *, min_size: int = MIN_SHARD_SIZE) -> Any:
+    """Shardings for a stacked sweep state: the leading setting axis over ``sweep``;
+    with ``model > 1``, each setting's large leaves also split over ``model`` as in
+    :func:`state_shardings` (one setting's leaf of at least ``min_size`` elements).
+
+    Example:
+        >>> import numpy as np
+        >>> from jaxcomp.distributed import make_mesh
+        >>> sh = stacked_shardings(make_mesh(), {"w": np.zeros((4, 8, 8))})
+        >>> tuple(sh["w"].spec)
+        ('sweep',)
+    """
     n = axis_size(mesh, "sweep")
+    model = axis_size(mesh, "model")
 
     def one(x):
         shape = np.shape(x)
@@ -98,7 +109,7 @@ def stacked_shardings(mesh: Mesh, tree: Any) -> Any:
             raise ConfigError(
                 f"sweep.size: got {shape[0]} settings; must be a multiple of the mesh's sweep "
                 f"axis size {n} (mesh {dict(mesh.shape)}); pad the grid or change --mesh")
-        return NamedSharding(mesh, P("sweep"))
+        return NamedSharding(mesh, P("sweep", *_leaf_spec(shape[1:], model, min_size)))
 
     return jax.tree.map(one, tree)
 

@@ -45,7 +45,14 @@ from jax.sharding import PartitionSpec as P
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset, epoch_permutation
-from jaxcomp.distributed.sharding import put_global, replicated, shard_stacked, to_host
+from jaxcomp.distributed.sharding import (
+    constrain,
+    put_global,
+    replicated,
+    shard_stacked,
+    stacked_shardings,
+    to_host,
+)
 from jaxcomp.flax.model import Model
 from jaxcomp.train.step import LossFn, eval_step_fn, train_step_fn
 
@@ -89,7 +96,6 @@ class VectorizedProgram:
 
             check_divisible("train.batch_size", batch_size, mesh, "data")
             rows = NamedSharding(mesh, P("data"))  # inside vmap: ("sweep", "data")
-            per_setting = NamedSharding(mesh, P("sweep"))
 
         def gather(v, ix):
             out = v[ix]
@@ -128,8 +134,8 @@ class VectorizedProgram:
             state = treedef.unflatten([jnp.broadcast_to(leaf, (n_set, *leaf.shape)) if sh
                                        else leaf for leaf, sh in zip(out, shared, strict=True)])
             if mesh is not None:  # the next epoch gets exactly the shardings it was built for
-                state, metrics = jax.lax.with_sharding_constraint((state, metrics),
-                                                                  per_setting)
+                state, metrics = constrain((state, metrics),
+                                           stacked_shardings(mesh, (state, metrics)))
             return state, metrics
 
         self._epoch = jax.jit(epoch, donate_argnums=(0,), static_argnums=(6,))
