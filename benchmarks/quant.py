@@ -6,6 +6,8 @@
   (``QtProvider``, int8 weights and activations) on the same model. Target ≤ 1.0.
 * ``int8_bytes_ratio`` / ``int4_bytes_ratio``: LeNet-300-100 fp32 vs integer
   export, bytes of the saved orbax directories. Targets ≥ 3.9 / ≥ 7.5.
+* ``int8_sparse90_bytes_ratio``: the same model with 90% of each kernel pruned,
+  fp32 dense vs sparse int8 export (bitmask + non-zero codes). No target.
 * ``int8_forward_time_ratio``: LeNet-300-100 integer inference vs fp32 forward at
   batch 1024. Target ≤ 0.85. ``int8_forward_time_ratio_lenet5`` (no target).
 * ``int8_export_peak_memory_ratio``: a 100M-parameter fp32 tree exported to int8
@@ -34,7 +36,7 @@ from harness import emit, interleaved, log  # noqa: E402
 
 from jaxcomp.models import get_model  # noqa: E402
 from jaxcomp.quant.act import act_quant  # noqa: E402
-from jaxcomp.quant.export import dir_bytes, export_int, save  # noqa: E402
+from jaxcomp.quant.export import dir_bytes, export_int, int_bytes, save  # noqa: E402
 from jaxcomp.quant.intinfer import int_model  # noqa: E402
 from jaxcomp.quant.ptq import layer_rules  # noqa: E402
 from jaxcomp.quant.transform import weight_quant  # noqa: E402
@@ -146,6 +148,30 @@ def bench_bytes() -> None:
                  ok=fp32 / b >= target, fp32_bytes=fp32, int_bytes=b,
                  raw_fp32_ratio=round(raw / b, 4),
                  note="biases stay fp32; per-channel fp32 scales; orbax metadata included")
+        # pruned then quantized (the pipeline sweep's artifact): 90% of each kernel's
+        # smallest weights zeroed; dense int8 codes vs bitmask + non-zero int8 codes
+        pruned = jax.tree.map(np.array, params)
+        for layer in pruned.values():
+            k = layer["kernel"]
+            k[np.abs(k) < np.quantile(np.abs(k), 0.9)] = 0.0
+        sizes = {}
+        for name, tree in (("dense", export_int(pruned, 8)),
+                           ("sparse", export_int(pruned, 8, sparse=True))):
+            save(f"{d}/pruned_{name}", tree)
+            sizes[name] = (dir_bytes(f"{d}/pruned_{name}"), int_bytes(tree))
+        from jaxcomp.prune import storage
+
+        enc = storage.encode_tree(pruned, "bitmask")
+        sparse_fp32 = storage.tree_nbytes(enc)
+        ratio = fp32 / sizes["sparse"][0]
+        emit("int8_sparse90_bytes_ratio", round(ratio, 3), "ratio", None, ok=True,
+             fp32_bytes=fp32, int8_sparse_bytes=sizes["sparse"][0],
+             int8_dense_bytes=sizes["dense"][0],
+             in_memory={"int8_sparse": sizes["sparse"][1], "int8_dense": sizes["dense"][1],
+                        "fp32_bitmask": sparse_fp32},
+             note="LeNet-300-100, 90% of each kernel pruned; at rest = saved orbax "
+                  "directory (zarr compresses the dense codes' zeros too); in_memory = "
+                  "array bytes, what the sweep ledger's int_bytes reports")
 
 
 def _forward_ratio(name: str, shape, batch: int) -> tuple[float, float, float]:

@@ -27,6 +27,17 @@ def test_qat_with_activations_and_export():
     assert led["fp32_bytes"] / led["int_bytes"] > 2.5
 
 
+def test_pruned_then_quantized_export_counts_only_nonzero_codes():
+    cfg = _cfg(method="ptq", bits=8)
+    cfg.prune.method, cfg.prune.schedule, cfg.prune.sparsity = "magnitude", "one_shot", 0.9
+    led = run_experiment(cfg)["ledger"]
+    n_dense = led["int_bytes_dense"]
+    # 90% zeros: a bitmask (1/8 byte) and ~0.1 byte per kernel weight instead of 1 byte
+    assert led["int_bytes"] < 0.45 * n_dense
+    plain = run_experiment(_cfg(method="ptq", bits=8))["ledger"]
+    assert plain["int_bytes"] == plain["int_bytes_dense"] == n_dense
+
+
 def test_adaround_method_runs():
     rec = run_experiment(_cfg(method="adaround", bits=4, adaround_iters=20, calib_batches=2))
     assert 0.0 <= rec["metrics"]["quant_test_accuracy"] <= 1.0

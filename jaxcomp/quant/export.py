@@ -13,6 +13,9 @@ simulates. Each exported leaf becomes a dict of arrays::
              codes' dtype and shape say it all, and every leaf costs bytes at rest),
      "zero_point": f32 (asymmetric only; symmetric zero points are 0 and not stored)}
 
+With ``sparse=True``, pruned kernels keep only their non-zero codes plus a
+bitmask (``"mask"``; see :mod:`jaxcomp.quant.sparse_codes`).
+
 Unselected leaves (biases) stay float32. :func:`dequantize_tree` inverts it.
 
 Example:
@@ -138,7 +141,12 @@ def unpack_int4(packed: Any, shape: tuple[int, ...]) -> Any:
 
 
 def codes(leaf: dict[str, Any]) -> Any:
-    """The integer codes of an exported leaf, unpacked to int8 in their original shape."""
+    """The integer codes of an exported leaf, unpacked to int8 in their original shape
+    (sparse leaves, see :mod:`jaxcomp.quant.sparse_codes`, are expanded)."""
+    if "mask" in leaf:
+        from jaxcomp.quant.sparse_codes import from_sparse
+
+        return from_sparse(leaf)
     bits, shape = leaf_bits(leaf), leaf_shape(leaf)
     q = leaf["q"]
     if bits <= 4:
@@ -170,13 +178,16 @@ def is_qleaf(x: Any) -> bool:
 
 
 def export_int(params: Any, bits: Any = 8, *, where: Where = None, per_channel: bool = True,
-               axis: int = -1, symmetric: bool = True) -> Any:
+               axis: int = -1, symmetric: bool = True, sparse: bool = False) -> Any:
     """Integer-export the selected leaves (kernels by default), one leaf at a time.
 
     Args:
       params: a param pytree (jax or numpy arrays).
       bits: 2–8 (≤ 4 is stored packed two per byte) or ``(pattern, bits)`` rules.
       where, per_channel, axis, symmetric: as in :func:`~jaxcomp.quant.weight_quant`.
+      sparse: store each symmetric leaf whose codes are mostly zero (a pruned
+        kernel) as a bitmask plus its non-zero codes, where that is smaller
+        (:func:`jaxcomp.quant.sparse_codes.sparsify`); the codes are the same.
 
     Returns:
       A nested dict mirroring ``params`` with exported leaves replaced by dicts.
@@ -198,6 +209,10 @@ def export_int(params: Any, bits: Any = 8, *, where: Where = None, per_channel: 
                                           symmetric=symmetric)
         else:
             node[last] = np.asarray(leaf)
+    if sparse:
+        from jaxcomp.quant.sparse_codes import sparsify
+
+        return sparsify(out)
     return out
 
 

@@ -4,7 +4,9 @@
 ``"adaround"`` (learned rounding after training) or ``"qat"`` (fake-quant
 in the train step via the transform; activation fake-quant via the model
 wrapper). After training, every method reports ``quant_test_accuracy`` and
-the integer export's size in the ledger (``int_bytes``, ``fp32_bytes``).
+the integer export's size in the ledger (``int_bytes``: pruned kernels as a bitmask
+plus their non-zero codes where that is smaller; ``int_bytes_dense``: every code
+stored; ``fp32_bytes``).
 
 Sweeps: the weight bit width lives in the QAT transform's state as an array,
 so ``bits`` is a :data:`VECTOR_KEYS` entry (settings differing only in
@@ -128,6 +130,7 @@ def _calib(cfg, ctx) -> list[Any]:
 def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
     """Quantize (PTQ/AdaRound), evaluate, export; add metrics and ledger entries."""
     from jaxcomp.quant.export import export_int, int_bytes
+    from jaxcomp.quant.sparse_codes import sparsify
     from jaxcomp.train import evaluate
 
     ds = ctx.dataset
@@ -180,6 +183,10 @@ def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
     if cfg.export and cfg.bits <= 8:
         qt = export_int(float_params, _weight_bits(cfg, float_params), where=_where(cfg),
                         per_channel=cfg.per_channel, symmetric=cfg.symmetric)
+        ctx.ledger["int_bytes_dense"] = int_bytes(qt)
+        # pruned kernels keep only their non-zero codes (+ a bitmask) where that is
+        # smaller; the codes, and so the integer model, are the same
+        qt = sparsify(qt)
         ctx.ledger["int_bytes"] = int_bytes(qt)
         ctx.ledger["fp32_bytes"] = int(sum(np.asarray(x).nbytes
                                            for x in jax.tree.leaves(float_params)))
