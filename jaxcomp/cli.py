@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
-    from jaxcomp.distributed.supervise import needs_supervisor, supervise
+    from jaxcomp.distributed.supervise import die_with_supervisor, needs_supervisor, supervise
 
+    die_with_supervisor()
     if hasattr(args, "coordinator") and needs_supervisor(args.coordinator, args.num_processes,
                                                          args.process_id):
         return supervise("jaxcomp.cli", list(sys.argv[1:] if argv is None else argv),
@@ -79,6 +80,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"jaxcomp {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # another process died mid-collective: one line, not a traceback
+        from jaxcomp.distributed.supervise import (
+            STOPPED_BY_PEER,
+            is_peer_failure,
+            stopped_by_peer_message,
+        )
+
+        if not is_peer_failure(e):
+            raise
+        import jax
+
+        print(stopped_by_peer_message(jax.process_index(), f"{type(e).__name__} in a "
+                                      "collective", prefix=f"jaxcomp {args.command}: error"),
+              file=sys.stderr, flush=True)
+        os._exit(STOPPED_BY_PEER)  # skip JAX's shutdown barrier: the peer will never arrive
 
 
 def entry() -> None:

@@ -1,7 +1,11 @@
 """Mesh config, shardings, multi-process setup and CLI flags — in-process, one device."""
 
 import argparse
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -31,6 +35,8 @@ from jaxcomp.distributed.sharding import (
     state_shardings,
     to_host,
 )
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_parse_mesh():
@@ -250,3 +256,64 @@ def test_free_port_pair_is_bindable():
     for q in (port, port + 1):
         with socket.socket() as s:
             s.bind(("127.0.0.1", q))
+
+
+def test_parse_mesh_refuses_an_axis_given_twice():
+    with pytest.raises(ConfigError, match=r"mesh: got 'sweep=2,data=2,sweep=1'; axis 'sweep' "
+                                          r"is given twice"):
+        parse_mesh("sweep=2,data=2,sweep=1")
+
+
+@pytest.mark.parametrize("body,rc,says", [
+    ("import os; os.abort()", 3, "was stopped (signal 6) by JAX's coordination service"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 137,
+     "was killed by signal 9 SIGKILL"),
+    ("raise SystemExit(5)", 5, None),
+])
+def test_supervisor_names_what_stopped_the_job(body, rc, says, tmp_path, monkeypatch, capsys):
+    from jaxcomp.distributed.supervise import needs_supervisor, supervise
+
+    (tmp_path / "job_under_test.py").write_text(body + "\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert needs_supervisor("127.0.0.1:5000", 2, 1, env={})
+    assert not needs_supervisor("127.0.0.1:5000", 2, 1, env={"JAXCOMP_SUPERVISED": "1"})
+    assert supervise("job_under_test", [], 1, prefix="jaxcomp sweep: error") == rc
+    err = capsys.readouterr().err.strip().splitlines()
+    if says is None:
+        assert not any("distributed:" in line for line in err)
+    else:
+        assert err[-1].startswith("jaxcomp sweep: error: distributed: process 1 ") and \
+            says in err[-1], err[-1]
+
+
+def test_supervised_job_dies_with_its_supervisor(tmp_path):
+    """Killing the supervisor (SIGKILL: it cannot forward anything) kills the job too."""
+    (tmp_path / "sleepy_job.py").write_text(
+        "import os, time\n"
+        "from jaxcomp.distributed.supervise import die_with_supervisor\n"
+        "die_with_supervisor()\n"
+        "print(os.getpid(), flush=True)\n"
+        "time.sleep(120)\n")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "from jaxcomp.distributed.supervise import supervise; "
+                               "supervise('sleepy_job', [], 1)"],
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"},
+        stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        state = "?"
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{child}/status") as f:
+                    state = next(line for line in f if line.startswith("State:"))
+            except FileNotFoundError:
+                state = "gone"
+            if state == "gone" or "zombie" in state:
+                break
+            time.sleep(0.05)
+        assert state == "gone" or "zombie" in state, state
+    finally:
+        parent.kill()

@@ -91,7 +91,7 @@ def _by_setting(out_dir):
 
 
 def test_vector_keys_include_family_keys(toy_family):
-    assert vector_keys() == {"seed", "toy.factor"}
+    assert vector_keys() == {"seed", "train.learning_rate", "toy.factor"}
 
 
 def test_vectorized_equals_one_by_one(toy_family, tmp_path):
@@ -286,3 +286,25 @@ def test_mesh_path_on_one_device_matches_plain_and_shares_keys(tmp_path):
         other.mesh.sweep, other.mesh.data = 1, 1
     again = SweepRunner(other, spec, str(tmp_path / "mesh"), progress=False).run()
     assert (again["skipped"], again["ran"]) == (3, 0)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_learning_rate_sweep_is_one_program_equal_to_one_by_one(optimizer, tmp_path):
+    """The learning rate lives in the optimizer state, so settings that differ in it
+    (and the seed) share one compiled program and give the one-by-one numbers."""
+    cfg = tiny_config(epochs=2, optimizer=optimizer)
+    spec = product({"train.learning_rate": [1e-3, 3e-2]}, {"seed": [0, 1]})
+    vec = SweepRunner(cfg, spec, str(tmp_path / "v"), progress=False)
+    sv = vec.run()
+    assert (sv["vectorized"], sv["sequential"], vec.compiles) == (4, 0, 1)
+    SweepRunner(cfg, spec, str(tmp_path / "s"), progress=False, vectorize=False).run()
+    a, b = _by_setting(tmp_path / "v"), _by_setting(tmp_path / "s")
+    assert a.keys() == b.keys() and len(a) == 4
+    for k in a:
+        for m in ("test_nll", "train_loss"):
+            np.testing.assert_allclose(a[k]["metrics"][m], b[k]["metrics"][m], rtol=2e-4,
+                                       atol=2e-5, err_msg=f"{k} {m}")
+    by_lr = {}
+    for k, r in a.items():
+        by_lr.setdefault(dict(k)["train.learning_rate"], []).append(r["metrics"]["train_loss"])
+    assert by_lr[1e-3] != by_lr[3e-2]  # the rates really differ inside the one program

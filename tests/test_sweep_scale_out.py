@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from jaxcomp.distributed.launch import launch_local, run_local
+from jaxcomp.distributed.launch import _kill, device_env, free_port, launch_local, run_local
 
 TIMEOUT = 300  # a bound, not an expectation: each group takes seconds on an idle machine
 CLI = [sys.executable, "-m", "jaxcomp.cli", "sweep"]
@@ -90,21 +90,39 @@ def _records(directory):
         return {r["key"]: r for r in map(json.loads, f)}
 
 
+def _start_pair(argvs, port):
+    procs = []
+    for i, argv in enumerate(argvs):
+        env = {**device_env(4), "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+               "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)}
+        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True,
+                                      start_new_session=True))
+    return procs
+
+
+def _mismatched_meshes(cfg, out):
+    """Process 0 and 1 started with different --mesh: both refuse, nobody hangs."""
+    procs = _start_pair([[*CLI, cfg, "--out", out, "--no-progress", "--mesh", m]
+                         for m in ("sweep=2,data=4", "sweep=4,data=2")], free_port())
+    try:
+        results = []
+        for p in procs:
+            _, err = p.communicate(timeout=TIMEOUT)
+            results.append((p.returncode, err))
+        return results
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        _kill(procs)
+
+
 def _kill_mid_sweep(cfg, out):
     """2 processes; kill process 1 once the vmapped group's records are written
     (process 0 is then training the long one-by-one run)."""
-    from jaxcomp.distributed.launch import _kill, device_env, free_port
-
-    port = free_port()
-    procs = []
+    procs = _start_pair([[*CLI, cfg, "--out", out, *MESH, "--heartbeat-timeout", "5"]] * 2,
+                        free_port())
     try:
-        for i in range(2):
-            env = {**device_env(4), "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-                   "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)}
-            procs.append(subprocess.Popen(
-                [*CLI, cfg, "--out", out, *MESH, "--heartbeat-timeout", "5"], env=env,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                start_new_session=True))
         results = os.path.join(out, "results.jsonl")
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline and procs[0].poll() is None:
@@ -140,6 +158,7 @@ def runs(tmp_path_factory):
         "dev8_script": lambda: run_local([sys.executable, "-c", EIGHT_DEVICES, str(cfg), str(d)],
                                  num_devices=8, timeout_s=TIMEOUT, cwd=cwd),
         "killed": lambda: _kill_mid_sweep(str(long_cfg), str(d / "killed")),
+        "mismatch": lambda: _mismatched_meshes(str(cfg), str(d / "mismatch")),
     }
     with ThreadPoolExecutor(len(jobs)) as pool:
         futures = {k: pool.submit(f) for k, f in jobs.items()}
@@ -237,3 +256,13 @@ def test_killed_process_stops_the_other_and_the_rerun_finishes(runs):
         if r["path"] == "vectorized":
             match = [x for x in ref.values() if x["setting"] == r["setting"]]
             assert abs(match[0]["metrics"]["test_nll"] - r["metrics"]["test_nll"]) < 2e-5
+
+
+def test_processes_started_with_different_meshes_both_refuse(runs):
+    r = runs["mismatch"]
+    assert r is not None, "a process with a different mesh hung"
+    for rc, err in r:
+        assert rc == 2, err[-3000:]
+        assert "were started with a different sweep (config, grid or mesh) than process 0" \
+            in err and "same config, --set/--grid overrides and --mesh" in err
+    assert not (runs["dir"] / "mismatch" / "results.jsonl").exists()

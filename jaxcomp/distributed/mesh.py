@@ -49,6 +49,8 @@ def parse_mesh(text: str) -> dict[str, int]:
             raise ConfigError(f"mesh: got {text!r}; expected AXIS=SIZE pairs such as "
                               f"'sweep=2,data=4' (axes: {', '.join(AXES)})")
         name, size = (s.strip() for s in item.split("=", 1))
+        if name in out:
+            raise ConfigError(f"mesh: got {text!r}; axis {name!r} is given twice")
         try:
             out[name] = int(size)
         except ValueError:

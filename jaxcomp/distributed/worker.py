@@ -32,7 +32,14 @@ from typing import Any
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.files import write_json_atomic
 from jaxcomp.distributed.args import add_distributed_arguments, setup_from_args
-from jaxcomp.distributed.supervise import needs_supervisor, supervise
+from jaxcomp.distributed.supervise import (
+    STOPPED_BY_PEER,
+    die_with_supervisor,
+    is_peer_failure,
+    needs_supervisor,
+    stopped_by_peer_message,
+    supervise,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +124,7 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    die_with_supervisor()
     if needs_supervisor(args.coordinator, args.num_processes, args.process_id):
         return supervise("jaxcomp.distributed.worker", argv, args.process_id)
     try:
@@ -124,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
+    except Exception as e:  # another process died mid-collective: one line, exit 3
+        if not is_peer_failure(e):
+            raise
+        import jax
+
+        print(stopped_by_peer_message(jax.process_index(), f"{type(e).__name__} in a "
+                                      "collective"), file=sys.stderr, flush=True)
+        os._exit(STOPPED_BY_PEER)
     from jaxcomp.distributed.multihost import is_writer
 
     if args.out and is_writer():

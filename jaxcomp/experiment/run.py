@@ -92,21 +92,39 @@ def _note_once(msg: str) -> None:
 
 def make_optimizer(train_cfg: ml_collections.ConfigDict,
                    learning_rate: float | None = None) -> optax.GradientTransformation:
-    """The optimizer named by ``train.optimizer`` (adam, adamw, sgd, momentum)."""
-    check_choice("train.optimizer", train_cfg.optimizer, OPTIMIZERS)
+    """The optimizer named by ``train.optimizer`` (adam, adamw, sgd, momentum).
+
+    The learning rate is held in the optimizer state (``optax.inject_hyperparams``),
+    not baked into the program, so a sweep over ``train.learning_rate`` trains its
+    settings in one vmapped program (it is one of the runner's vector keys).
+
+    Example:
+        >>> from jaxcomp.experiment import base_config
+        >>> import jax.numpy as jnp
+        >>> tx = make_optimizer(base_config().train, learning_rate=0.5)
+        >>> float(tx.init({"w": jnp.zeros(2)}).hyperparams["learning_rate"])
+        0.5
+    """
+    name = train_cfg.optimizer
+    check_choice("train.optimizer", name, OPTIMIZERS)
     lr = train_cfg.learning_rate if learning_rate is None else learning_rate
     check_range("train.learning_rate", lr, 0.0, None, lo_open=True)
     wd = train_cfg.weight_decay
     check_range("train.weight_decay", wd, 0.0, None)
-    if train_cfg.optimizer == "adam":
-        tx = optax.adam(lr)
-    elif train_cfg.optimizer == "adamw":
-        return optax.adamw(lr, weight_decay=wd)
-    elif train_cfg.optimizer == "sgd":
-        tx = optax.sgd(lr)
-    else:
-        tx = optax.sgd(lr, momentum=train_cfg.momentum)
-    return optax.chain(optax.add_decayed_weights(wd), tx) if wd else tx
+    momentum = train_cfg.momentum
+
+    def build(learning_rate):
+        if name == "adamw":
+            return optax.adamw(learning_rate, weight_decay=wd)
+        if name == "adam":
+            tx = optax.adam(learning_rate)
+        elif name == "sgd":
+            tx = optax.sgd(learning_rate)
+        else:
+            tx = optax.sgd(learning_rate, momentum=momentum)
+        return optax.chain(optax.add_decayed_weights(wd), tx) if wd else tx
+
+    return optax.inject_hyperparams(build)(learning_rate=lr)
 
 
 def load_data(cfg: ml_collections.ConfigDict) -> Dataset:

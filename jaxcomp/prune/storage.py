@@ -161,17 +161,17 @@ def save(directory: str, encoded: Mapping[str, Any]) -> None:
     """Write an encoding (or a dict of them) with orbax to ``directory`` (absolute path used)."""
     import orbax.checkpoint as ocp
 
-    ck = ocp.StandardCheckpointer()
-    ck.save(os.path.abspath(directory), _safe_keys(encoded), force=True)
-    ck.wait_until_finished()
+    with ocp.StandardCheckpointer() as ck:  # closed: no event loop left to the GC
+        ck.save(os.path.abspath(directory), _safe_keys(encoded), force=True)
+        ck.wait_until_finished()
 
 
 def restore(directory: str) -> dict[str, Any]:
     """Read back what :func:`save` wrote (numpy arrays, original keys)."""
     import orbax.checkpoint as ocp
 
-    ck = ocp.StandardCheckpointer()
-    tree = ck.restore(os.path.abspath(directory))
+    with ocp.StandardCheckpointer() as ck:
+        tree = ck.restore(os.path.abspath(directory))
     return _unsafe_keys(_to_numpy(tree))
 
 

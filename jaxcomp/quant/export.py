@@ -250,9 +250,9 @@ def save(path: str, qtree: Any) -> None:
     level = absl_log.level
     absl_log.setLevel(logging.ERROR)  # "Skipping merge of OCDBT checkpoints" is expected
     try:
-        ck = ocp.StandardCheckpointer(use_ocdbt=False)
-        ck.save(os.path.abspath(path), jax.tree.map(np.asarray, qtree))
-        ck.wait_until_finished()
+        with ocp.StandardCheckpointer(use_ocdbt=False) as ck:  # closed: no stray event loop
+            ck.save(os.path.abspath(path), jax.tree.map(np.asarray, qtree))
+            ck.wait_until_finished()
     finally:
         absl_log.setLevel(level)
 
@@ -261,9 +261,9 @@ def restore(path: str, like: Any | None = None) -> Any:
     """Restore an exported tree saved by :func:`save` (as numpy arrays)."""
     import orbax.checkpoint as ocp
 
-    ck = ocp.StandardCheckpointer()
     target = None if like is None else jax.tree.map(np.asarray, like)
-    out = ck.restore(os.path.abspath(path), target)
+    with ocp.StandardCheckpointer() as ck:
+        out = ck.restore(os.path.abspath(path), target)
     return jax.tree.map(np.asarray, out)
 
 

@@ -3,8 +3,8 @@ that differ only in array-held numbers together in one vmapped program, the
 others one after another — and append one record per run to the store.
 
 Grouping: two settings share a program when their configs are equal after the
-*vector keys* are removed: ``seed`` and each family's ``VECTOR_KEYS``
-(e.g. ``prune.sparsity``). A group is vectorized when its model trains with
+*vector keys* are removed: ``seed``, ``train.learning_rate`` and each
+family's ``VECTOR_KEYS`` (e.g. ``prune.sparsity``). A group is vectorized when its model trains with
 the scanned epoch (MLPs without model state), no family needs per-batch
 Python callbacks (``extra_batch``), all settings build states of the same
 structure, and the swept numbers really are in the states (a family that
@@ -43,6 +43,7 @@ from jax.sharding import Mesh
 
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.distributed.sharding import check_divisible, host_tree
+from jaxcomp.distributed.supervise import is_peer_failure
 from jaxcomp.experiment import families
 from jaxcomp.experiment.ledger import count_nonzeros, count_params, forward_flops
 from jaxcomp.experiment.run import (
@@ -72,8 +73,10 @@ class Run:
 
 
 def vector_keys() -> set[str]:
-    """``seed`` plus every available family's ``VECTOR_KEYS`` as dotted config keys."""
-    out = {"seed"}
+    """``seed``, ``train.learning_rate`` (held in the optimizer state, see
+    :func:`jaxcomp.experiment.run.make_optimizer`) and every available family's
+    ``VECTOR_KEYS`` as dotted config keys."""
+    out = {"seed", "train.learning_rate"}
     for name, fam in families.available().items():
         for k in getattr(fam, "VECTOR_KEYS", ()):
             out.add(k if k.startswith(name + ".") else f"{name}.{k}")
@@ -241,8 +244,11 @@ class SweepRunner:
             except ConfigError as e:
                 refusal = str(e)
         if jax.process_count() > 1:  # every process stops, not only process 0
-            from jaxcomp.distributed.agree import from_writer
+            from jaxcomp.distributed.agree import check_same, from_writer
 
+            check_same("sweep (config, grid or mesh)", {
+                "sweep": self.sweep_hash, "chunk_size": chunk_size, "vectorize": vectorize,
+                "mesh": None if mesh is None else dict(mesh.shape)})
             refusal = from_writer(refusal)
         if refusal:
             raise ConfigError(refusal)
@@ -267,7 +273,9 @@ class SweepRunner:
             from jaxcomp import __version__
             from jaxcomp.experiment.paper_table import git_commit
 
-            self._meta = {"version": __version__, "commit": git_commit()}
+            self._meta = {"version": __version__, "commit": git_commit(),
+                          "mesh": None if self.mesh is None else dict(self.mesh.shape),
+                          "processes": jax.process_count()}
         return self._meta
 
     def _record(self, run: Run, result: dict[str, Any], path: str, reason: str,
@@ -300,6 +308,8 @@ class SweepRunner:
         except ConfigError:
             raise
         except Exception as e:  # recorded, retried on the next run of the sweep
+            if is_peer_failure(e):  # another process died: the whole sweep stops
+                raise
             rec = {"key": run.key, "index": run.index, "status": "error",
                    "error": f"{type(e).__name__}: {e}"[:2000], "config": run.config.to_dict(),
                    "path": "sequential", **self._common()}
@@ -518,6 +528,8 @@ class SweepRunner:
                         except ConfigError:
                             raise
                         except Exception as e:  # e.g. out of memory: go one by one
+                            if is_peer_failure(e):
+                                raise
                             reason = f"the vectorized program failed: {type(e).__name__}: " \
                                      f"{str(e)[:300]}"
                             done = self.finished_keys()
