@@ -19,34 +19,21 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from jaxcomp.distributed.launch import _kill, device_env, free_port, launch_local, run_local
+from tests.tiny_configs import tiny_config_source
 
 TIMEOUT = 300  # a bound, not an expectation: each group takes seconds on an idle machine
 CLI = [sys.executable, "-m", "jaxcomp.cli", "sweep"]
 MESH = ["--mesh", "sweep=2,data=4", "--no-progress"]
 METRICS = ("test_accuracy", "test_nll", "train_loss", "train_accuracy")
 
-CONFIG = '''
-from jaxcomp.experiment import base_config
-from jaxcomp.sweep.grid import zip_
-
-
-def get_config():
-    c = base_config()
-    c.data.name = "synthetic"
-    c.model.name = "mlp"
-    with c.unlocked():
-        c.model.features = (16,)
-    c.train.batch_size = 64
-    c.train.learning_rate = 1e-2
-    c.prune.method = "magnitude"
-    c.prune.frequency = 4  # 8 steps an epoch: masks update twice an epoch
-    return c
-
-
-def get_sweep():  # 4 settings vmapped together, then a group of one (its own epochs)
-    return zip_({"seed": [0, 0, 1, 1, 2], "prune.sparsity": [0.5, 0.8, 0.5, 0.8, 0.5],
-                 "train.epochs": [2, 2, 2, 2, LAST_EPOCHS]})
-'''
+def config_source(last_epochs: int) -> str:
+    """Four settings vmapped together (seed x sparsity), then a group of one (its
+    own epochs); masks update twice an epoch (8 steps)."""
+    return tiny_config_source(
+        epochs=2, learning_rate=1e-2, zipped=True,
+        extra=('c.prune.method = "magnitude"', "c.prune.frequency = 4"),
+        sweep={"seed": [0, 0, 1, 1, 2], "prune.sparsity": [0.5, 0.8, 0.5, 0.8, 0.5],
+               "train.epochs": [2, 2, 2, 2, last_epochs]})
 
 EIGHT_DEVICES = r"""
 import contextlib, io, json, sys
@@ -145,9 +132,9 @@ def _kill_mid_sweep(cfg, out):
 def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("scale_sweep")
     cfg = d / "cfg.py"
-    cfg.write_text(CONFIG.replace("LAST_EPOCHS", "1"))
+    cfg.write_text(config_source(1))
     long_cfg = d / "long.py"  # the one-by-one run lasts long enough to be killed in
-    long_cfg.write_text(CONFIG.replace("LAST_EPOCHS", "50"))
+    long_cfg.write_text(config_source(50))
     cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     jobs = {
         "dev8": lambda: run_local([*CLI, str(cfg), "--out", str(d / "dev8"), *MESH],
