@@ -2,8 +2,9 @@
 on hard labels; a 30-30 student prefers a moderate temperature.
 
 See ``configs/t6_hinton.py`` for the settings and the expected numbers. The
-teacher (2×1200, dropout, ±2 px jitter) is trained once; its training-set
-logits are cached and every student epoch is one ``lax.scan`` that reads them.
+teacher (LeNet-5 by default; the paper's 2×1200 dropout MLP with
+``teacher.model = "mlp"``) is trained once; its training-set logits are cached
+and every student epoch is one ``lax.scan`` that reads them.
 The plain student is the same compiled step with ``alpha = 0`` (pure
 cross-entropy), so method and baseline differ only in the loss numbers.
 
@@ -25,6 +26,7 @@ import jaxcomp.distill as kd
 from jaxcomp.data import load_dataset
 from jaxcomp.experiment.paper_table import Claim, TableResult, repo_root
 from jaxcomp.models import get_model
+from jaxcomp.train import fit
 from jaxcomp.train.step import train_step_fn
 
 TABLE = "T6"
@@ -99,23 +101,38 @@ def _ms(xs) -> dict:
     return {"mean": float(xs.mean()), "std": float(xs.std(ddof=1)) if len(xs) > 1 else 0.0}
 
 
+def _teacher_name(tc) -> str:
+    return str(tuple(tc.features)) if tc.model == "mlp" else tc.model
+
+
+def _train_teacher(tc, ds, cfg, epochs: int):
+    """The teacher and its training result: the paper's dropout MLP (optionally with
+    input jitter, through the distillation scan) or a convolutional net (``fit``)."""
+    tx = optax.adam(cfg.learning_rate)
+    if tc.model == "mlp":
+        teacher = get_model("mlp", input_shape=ds.input_shape, num_classes=ds.num_classes,
+                            features=tuple(tc.features), dropout=tc.dropout)
+        aug = (lambda x, k: kd.jitter(x, k, tc.jitter)) if tc.jitter else None
+        return teacher, kd.fit_scan(teacher, ds, tx, epochs=epochs, batch_size=cfg.batch_size,
+                                    seed=tc.seed, augment=aug, eval_every=max(1, epochs))
+    teacher = get_model(tc.model, input_shape=ds.input_shape, num_classes=ds.num_classes)
+    return teacher, fit(teacher, ds, tx, epochs=epochs, batch_size=cfg.batch_size,
+                        seed=tc.seed, eval_every=max(1, epochs), progress=False)
+
+
 def run(quick: bool = False) -> TableResult:
     cfg = load_config()
     s = _settings(cfg, quick)
     t0, c0 = time.perf_counter(), time.process_time()
     ds = _data(cfg, s)
     tc = cfg.teacher
-    teacher = get_model("mlp", input_shape=ds.input_shape, num_classes=ds.num_classes,
-                        features=tuple(tc.features), dropout=tc.dropout)
-    aug = (lambda x, k: kd.jitter(x, k, tc.jitter)) if tc.jitter else None
-    tr = kd.fit_scan(teacher, ds, optax.adam(cfg.learning_rate), epochs=s["teacher_epochs"],
-                     batch_size=cfg.batch_size, seed=tc.seed, augment=aug,
-                     eval_every=max(1, s["teacher_epochs"]))
+    teacher, tr = _train_teacher(tc, ds, cfg, s["teacher_epochs"])
     t_acc, t_nll = tr.final["test_accuracy"], tr.final["test_nll"]
-    _log(f"teacher {tc.features}: acc {t_acc:.4f} nll {t_nll:.4f} ({tr.train_seconds:.0f} s)")
+    _log(f"teacher {_teacher_name(tc)}: acc {t_acc:.4f} nll {t_nll:.4f} "
+         f"({tr.train_seconds:.0f} s)")
     cache = kd.teacher_outputs(teacher, tr.state.params, tr.state.model_state, ds.x_train)
 
-    rows = [{"run": "teacher", "features": str(tuple(tc.features)), "seed": tc.seed,
+    rows = [{"run": "teacher", "features": _teacher_name(tc), "seed": tc.seed,
              "T": "-", "test_acc": t_acc, "test_nll": t_nll}]
     student = _Trainer(ds, cfg.student.features, cfg, cache)
     plain, distilled = [], []
@@ -181,11 +198,7 @@ def run(quick: bool = False) -> TableResult:
         f"{s['student_epochs']}, 30-30 student {s['tiny_epochs']} (Adam "
         f"{cfg.learning_rate:g}, batch {cfg.batch_size}) instead of the paper's long SGD runs "
         "with max-norm constraints — to fit 10 minutes on 2 CPU cores.",
-        f"Teacher dropout {tc.dropout} on hidden units only (the paper also drops 20% of the "
-        f"inputs); input jitter ±{tc.jitter} px (paper: ±2 px). With ±2 px and 12 epochs "
-        "(first full run, commit 4fc6d99) the teacher reached only 0.856 vs 0.889 for the "
-        "plain 2×800 student and KD lost 2.2 pt over 2 seeds: jitter needs a much longer "
-        "schedule, so the default teacher is trained without it.",
+        *_teacher_deviations(tc),
         f"Soft-target weight α = {cfg.alpha} (the paper gives no number, only 'a considerably "
         "lower weight on the hard-target term'); the soft term is multiplied by T².",
         "Teacher logits are computed once on the un-jittered training set in eval mode (no "
@@ -198,15 +211,32 @@ def run(quick: bool = False) -> TableResult:
     return TableResult(TABLE, TITLE, PAPER, ours, claims, deviations, analysis, quick, rows)
 
 
+def _teacher_deviations(tc) -> list[str]:
+    mlp_history = ("The paper's teacher is a 2×1200 MLP with dropout and ±2 px jitter. Here, "
+                   "within the budget, it never cleared the +1 pt precondition on "
+                   "Fashion-MNIST: 0.883 in 12 epochs without jitter (0.893 in 40 epochs), "
+                   "0.856 with ±2 px jitter (first full run, commit 4fc6d99), against 0.8896 "
+                   "for the plain 2×800 student, and KD from it lost 0.6–2.2 pt.")
+    if tc.model == "mlp":
+        return [mlp_history, f"Teacher dropout {tc.dropout} on hidden units only (the paper "
+                f"also drops 20% of the inputs); input jitter ±{tc.jitter} px (paper: ±2 px)."]
+    return [mlp_history + f" The teacher here is therefore a convolutional net, {tc.model} "
+            "(LeNet-5, Caffe variant), trained with Adam and no augmentation; the students "
+            "are the paper's MLPs."]
+
+
 def _analysis(claims, t_acc, p_acc, d_acc, p_nll, d_nll, best_t) -> str:
     out = []
     a, b1, b2 = claims[0], claims[1], claims[2]
     if not a.passed:
-        out.append(f"Precondition (a) fails: the 2×1200 teacher ({t_acc:.4f}) is only "
+        out.append(f"Precondition (a) fails: the teacher ({t_acc:.4f}) is only "
                    f"{a.value:.2f} pt above the plain 2×800 student ({p_acc['mean']:.4f}). On "
                    "Fashion-MNIST an MLP's accuracy saturates well below 100% and the two sizes "
                    "are close; with the paper's sizes the teacher/student gap is much smaller "
                    "than on MNIST (146 vs 67 errors).")
+    else:
+        out.append(f"Precondition (a) holds: the teacher ({t_acc:.4f}) is {a.value:.2f} pt "
+                   f"above the plain 2×800 student ({p_acc['mean']:.4f}).")
     if t_acc < p_acc["mean"]:
         out.append("The teacher is weaker than the plain student, so distillation (α = 0.9 on "
                    "the soft targets) pulls the student toward a worse model: the claims (b) "
