@@ -36,6 +36,7 @@ from jaxcomp.distill.epochs import fit_scan
 from jaxcomp.distill.objective import METHODS, loss_state, make_loss_fn
 from jaxcomp.flax.model import Model
 from jaxcomp.models import MODELS, get_model
+from jaxcomp.train import fit
 from jaxcomp.train.step import evaluate
 
 #: Config keys that only change arrays in ``ctx.loss_state`` (safe to vmap over).
@@ -138,12 +139,13 @@ def get_teacher(cfg: ml_collections.ConfigDict, ctx: Any) -> dict[str, Any]:
     if ckpt and os.path.isdir(ckpt):
         params = _restore(ckpt, params)
     else:
-        aug = None
-        if cfg.teacher_jitter:
-            aug = lambda x, k: jitter(x, k, int(cfg.teacher_jitter))  # noqa: E731
-        res = fit_scan(model, ds, tx, epochs=cfg.teacher_epochs,
-                       batch_size=ctx.config.train.batch_size, seed=cfg.teacher_seed,
-                       augment=aug, eval_every=max(cfg.teacher_epochs, 1))
+        kw = dict(epochs=cfg.teacher_epochs, batch_size=ctx.config.train.batch_size,
+                  seed=cfg.teacher_seed, eval_every=max(cfg.teacher_epochs, 1))
+        if cfg.teacher_jitter:  # augmentation lives in the scanned epoch
+            res = fit_scan(model, ds, tx, **kw, augment=lambda x, k: jitter(
+                x, k, int(cfg.teacher_jitter)))
+        else:  # fit scans MLPs; convolutions run as jitted steps, >2x faster on XLA:CPU
+            res = fit(model, ds, tx, **kw, progress=False)
         params, ms = res.state.params, res.state.model_state
         if ckpt:
             _save(ckpt, params)
