@@ -81,20 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxcomp {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # another process died mid-collective: one line, not a traceback
-        from jaxcomp.distributed.supervise import (
-            STOPPED_BY_PEER,
-            is_peer_failure,
-            stopped_by_peer_message,
-        )
+        from jaxcomp.distributed.supervise import exit_on_peer_failure
 
-        if not is_peer_failure(e):
-            raise
-        import jax
-
-        print(stopped_by_peer_message(jax.process_index(), f"{type(e).__name__} in a "
-                                      "collective", prefix=f"jaxcomp {args.command}: error"),
-              file=sys.stderr, flush=True)
-        os._exit(STOPPED_BY_PEER)  # skip JAX's shutdown barrier: the peer will never arrive
+        exit_on_peer_failure(e, prefix=f"jaxcomp {args.command}: error")
+        raise
 
 
 def entry() -> None:

@@ -114,6 +114,19 @@ PEER_FAILURE_MARKERS = ("Gloo", "gloo", "Connection closed by peer", "Connection
                         "UNAVAILABLE")
 
 
+def exit_on_peer_failure(error: BaseException, prefix: str = "error") -> None:
+    """If ``error`` is a peer's death seen in a collective, print one line and exit
+    with :data:`STOPPED_BY_PEER` (skipping JAX's shutdown barrier, which the dead peer
+    would never reach); otherwise return, for the caller to re-raise."""
+    if not is_peer_failure(error):
+        return
+    import jax
+
+    print(stopped_by_peer_message(jax.process_index(), f"{type(error).__name__} in a "
+                                  "collective", prefix), file=sys.stderr, flush=True)
+    os._exit(STOPPED_BY_PEER)
+
+
 def is_peer_failure(error: BaseException) -> bool:
     """True for an exception a multi-process run raises when another process died
     mid-collective (e.g. a gloo all-reduce whose peer closed its connection)."""
@@ -127,5 +140,6 @@ def is_peer_failure(error: BaseException) -> bool:
     return multi and any(m in text for m in PEER_FAILURE_MARKERS)
 
 
-__all__ = ["STOPPED_BY_PEER", "SUPERVISED", "die_with_supervisor", "is_peer_failure",
+__all__ = ["STOPPED_BY_PEER", "SUPERVISED", "die_with_supervisor", "exit_on_peer_failure",
+           "is_peer_failure",
            "needs_supervisor", "stopped_by_peer_message", "supervise"]

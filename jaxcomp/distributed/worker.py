@@ -33,11 +33,9 @@ from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.files import write_json_atomic
 from jaxcomp.distributed.args import add_distributed_arguments, setup_from_args
 from jaxcomp.distributed.supervise import (
-    STOPPED_BY_PEER,
     die_with_supervisor,
-    is_peer_failure,
+    exit_on_peer_failure,
     needs_supervisor,
-    stopped_by_peer_message,
     supervise,
 )
 
@@ -133,13 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     except Exception as e:  # another process died mid-collective: one line, exit 3
-        if not is_peer_failure(e):
-            raise
-        import jax
-
-        print(stopped_by_peer_message(jax.process_index(), f"{type(e).__name__} in a "
-                                      "collective"), file=sys.stderr, flush=True)
-        os._exit(STOPPED_BY_PEER)
+        exit_on_peer_failure(e)
+        raise
     from jaxcomp.distributed.multihost import is_writer
 
     if args.out and is_writer():

@@ -47,10 +47,17 @@ def dense_bytes(n: int, bits: int) -> int:
 
 def to_sparse(leaf: dict[str, Any]) -> dict[str, Any]:
     """The sparse form of one symmetric exported leaf (whatever its zero fraction)."""
-    from jaxcomp.quant.export import codes, leaf_bits, leaf_shape, pack_int4
+    from jaxcomp.quant.export import codes
 
-    bits, shape = leaf_bits(leaf), leaf_shape(leaf)
-    flat = np.asarray(codes(leaf), np.int8).reshape(-1)
+    return _pack(leaf, np.asarray(codes(leaf)))
+
+
+def _pack(leaf: dict[str, Any], q: np.ndarray) -> dict[str, Any]:
+    """The sparse form of ``leaf`` whose unpacked codes are ``q``."""
+    from jaxcomp.quant.export import leaf_bits, pack_int4
+
+    bits, shape = leaf_bits(leaf), q.shape
+    flat = q.astype(np.int8).reshape(-1)
     keep = flat != 0
     values = flat[keep]
     return {"mask": np.packbits(keep), "q": pack_int4(values) if bits <= 4 else values,
@@ -88,7 +95,7 @@ def sparsify(qtree: Any) -> Any:
             q = np.asarray(codes(node))
             bits = leaf_bits(node)
             if sparse_bytes(q.size, int(np.count_nonzero(q)), bits) < dense_bytes(q.size, bits):
-                return to_sparse(node)
+                return _pack(node, q)  # the codes are unpacked once
             return node
         if isinstance(node, dict):
             return {k: walk(v) for k, v in node.items()}

@@ -42,10 +42,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset, epoch_permutation
 from jaxcomp.distributed.sharding import (
+    check_divisible,
     constrain,
     put_global,
     replicated,
@@ -92,8 +92,6 @@ class VectorizedProgram:
         self.eval_compiles = 0
         step = train_step_fn(model, tx, transform, loss_fn)
         if mesh is not None:
-            from jaxcomp.distributed.sharding import check_divisible
-
             check_divisible("train.batch_size", batch_size, mesh, "data")
             rows = NamedSharding(mesh, P("data"))  # inside vmap: ("sweep", "data")
 
@@ -253,17 +251,9 @@ def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Se
     if place is not None:
         state = place(state)
         loss_states = place(loss_states) if loss_states is not None else None
-    if mesh is None:
-        def put(v):
-            return jnp.asarray(v)
-
-        def put_perms(v):
-            return jnp.asarray(v)
-    else:  # settings over `sweep`; the shared data whole on every device
-        if n_set % mesh.shape["sweep"]:
-            raise ConfigError(f"sweep chunk: {n_set} settings are not a multiple of the mesh's "
-                              f"sweep axis size {mesh.shape['sweep']}; pad the chunk")
-        prog.note_shared(state)
+    put = put_perms = jnp.asarray
+    if mesh is not None:  # settings over `sweep` (shard_stacked checks the multiple);
+        prog.note_shared(state)  # the shared data whole on every device
         state = shard_stacked(state, mesh)
         loss_states = shard_stacked(loss_states, mesh) if loss_states is not None else None
 
