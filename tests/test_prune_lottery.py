@@ -116,3 +116,53 @@ def test_bad_inputs_raise_config_errors():
     bad = {"Dense_0/kernel": jnp.ones((3, 3), bool)}
     with pytest.raises(ConfigError, match="Dense_0/kernel.*shape"):
         lottery.prune_round(params, bad, {"Dense_0/kernel": 0.2})
+
+
+def _doc_block(path, heading):
+    """The first python block after ``heading`` in a markdown file."""
+    import pathlib
+    import re
+
+    text = pathlib.Path(path).read_text()
+    section = text[text.index(heading):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_lottery_pattern_from_the_docs_runs_with_fit():
+    """The documented lottery pattern: a ``train`` built on ``fit`` from the caller's
+    params, three rounds from the same ``init_params`` (fit must not donate them)."""
+    import pathlib
+
+    doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "surgery.md"
+    namespace: dict = {}
+    exec(compile(_doc_block(doc, "## Lottery tickets"), str(doc), "exec"), namespace)
+    rounds, init_params = namespace["rounds"], namespace["init_params"]
+    assert [r.round for r in rounds] == [0, 1, 2]
+    assert [r.remaining for r in rounds] == sorted((r.remaining for r in rounds), reverse=True)
+    assert rounds[2].remaining < rounds[1].remaining < 1.0
+    for leaf in jax.tree.leaves(init_params):  # still alive and readable
+        assert np.isfinite(np.asarray(leaf)).all()
+
+
+@pytest.mark.parametrize("entry", ["fit", "fit_scan"])
+def test_training_loops_leave_the_callers_state_alive(entry):
+    import optax
+
+    from jaxcomp.data import synthetic
+    from jaxcomp.distill.epochs import fit_scan
+    from jaxcomp.models import get_model
+    from jaxcomp.train import fit, init_state
+
+    ds = synthetic(num_train=128, num_test=64)
+    model = get_model("mlp", input_shape=ds.input_shape, num_classes=4, features=(16,))
+    p, _ = model.init(jax.random.key(0), ds.x_train[:1])
+    before = jax.tree.map(np.asarray, p)
+    state = init_state(model, ds, optax.sgd(0.1), seed=0, params=p)
+    loop = fit if entry == "fit" else fit_scan
+    kwargs = {"progress": False} if entry == "fit" else {}
+    res = loop(model, ds, optax.sgd(0.1), epochs=1, batch_size=32, state=state, **kwargs)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), b), p, before)
+    assert int(state.step) == 0 and int(res.state.step) == 4
+    changed = jax.tree.map(lambda a, b: not np.array_equal(np.asarray(a), b),
+                           res.state.params, before)
+    assert any(jax.tree.leaves(changed))

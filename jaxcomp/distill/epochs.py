@@ -35,7 +35,7 @@ from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset, epoch_permutation
 from jaxcomp.flax.model import Model
 from jaxcomp.train.loop import FitResult, init_state
-from jaxcomp.train.state import TrainState
+from jaxcomp.train.state import TrainState, own_copy
 from jaxcomp.train.step import LossFn, eval_step_fn, evaluate, train_step_fn
 
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
@@ -90,6 +90,8 @@ def fit_scan(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epo
                               f"has {n} examples")
     if state is None:
         state = init_state(model, ds, tx, seed=seed, transform=transform)
+    else:
+        state = own_copy(state)  # the epoch donates its input; keep the caller's arrays
     if epoch_fn is None:
         epoch_fn = make_data_epoch(train_step_fn(model, tx, transform, loss_fn), batch_size,
                                    augment)

@@ -59,7 +59,7 @@ from jaxcomp.distributed.sharding import (
 from jaxcomp.flax.model import Model
 from jaxcomp.train.epoch_end import close_epoch, resumed_history
 from jaxcomp.train.loop import FitResult, init_state
-from jaxcomp.train.state import TrainState
+from jaxcomp.train.state import TrainState, own_copy
 from jaxcomp.train.step import LossFn, eval_step_fn, train_step_fn
 
 
@@ -201,6 +201,8 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
     if state is None:
         state = sharded_init(model, ds, tx, mesh, seed=seed, transform=transform,
                              shard_min_size=shard_min_size)
+    else:
+        state = own_copy(state)  # the steps donate their input; keep the caller's arrays
     state_sh = state_shardings(mesh, state, min_size=shard_min_size)
     ckpt = HostCheckpointer(checkpoint_dir) if checkpoint_dir else None
     start = 0

@@ -33,7 +33,7 @@ from jaxcomp.data.dataset import Dataset, batches, epoch_permutation
 from jaxcomp.flax.model import Model
 from jaxcomp.train.checkpoint import Checkpointer
 from jaxcomp.train.epoch_end import close_epoch, resumed_history
-from jaxcomp.train.state import TrainState, create_state
+from jaxcomp.train.state import TrainState, create_state, own_copy
 from jaxcomp.train.step import (
     LossFn,
     eval_step_fn,
@@ -90,7 +90,8 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
       epochs, batch_size, seed: the schedule; shuffling depends on ``(seed, epoch)`` only.
       transform: an optional compression transform applied in the forward pass.
       loss_fn: ``(logits, batch) -> (loss, aux)``; cross-entropy by default.
-      state: start from this state instead of a fresh one (fine-tuning).
+      state: start from this state instead of a fresh one (fine-tuning). It is
+        copied on entry: the caller's arrays are never donated to the step.
       scan: run each epoch as one ``lax.scan`` (default: for models without a
         model state, i.e. MLPs and LeNets, where it is faster on CPU).
       checkpoint_dir: save every epoch; resume from the newest checkpoint there.
@@ -112,6 +113,8 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
         raise ConfigError(f"train.batch_size: got {batch_size}; allowed 1..{len(ds.x_train)}")
     if state is None:
         state = init_state(model, ds, tx, seed=seed, transform=transform)
+    else:
+        state = own_copy(state)  # the steps donate their input; keep the caller's arrays
     if scan is None:
         scan = not jax.tree.leaves(state.model_state) and extra_batch is None \
             and model.name in ("mlp", "lenet300", "nnx_mlp")
