@@ -44,6 +44,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Check every key of ``cfg.decompose`` (ConfigError names the key)."""
     check_choice("decompose.method", cfg.method, FAMILY_METHODS)
     check_choice("decompose.selection", "fixed" if cfg.rank else cfg.selection, SELECTIONS)
     check_range("decompose.rank", cfg.rank, 0, None)

@@ -69,7 +69,8 @@ def default_config() -> ml_collections.ConfigDict:
     })
 
 
-def _validate(cfg: ml_collections.ConfigDict) -> None:
+def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Check every key of ``cfg.distill`` (ConfigError names the key)."""
     check_choice("distill.method", cfg.method, FAMILY_METHODS)
     check_choice("distill.teacher_model", cfg.teacher_model, MODELS)
     check_range("distill.teacher_epochs", cfg.teacher_epochs, 0, None)
@@ -168,7 +169,7 @@ def make_loss_state(cfg: ml_collections.ConfigDict) -> dict[str, jax.Array]:
 
 def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
     """Train/load the teacher and install the distillation loss on ``ctx``."""
-    _validate(cfg)
+    validate(cfg)
     teacher = get_teacher(cfg, ctx)
     ctx.artifacts["distill_teacher"] = teacher
     ctx.loss_state = make_loss_state(cfg)

@@ -27,12 +27,11 @@ from jaxcomp.core.transform import Transform, named_chain
 from jaxcomp.data import Dataset, load_dataset, split_validation
 from jaxcomp.experiment import families
 from jaxcomp.experiment.ledger import analytical_ledger
+from jaxcomp.experiment.validate import OPTIMIZERS, validate_config
 from jaxcomp.flax.model import Model
 from jaxcomp.models import get_model
 from jaxcomp.train import FitResult, fit
 from jaxcomp.train.step import LossFn
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
 
 
 @dataclasses.dataclass
@@ -155,16 +154,9 @@ def build_model(cfg: ml_collections.ConfigDict, ds: Dataset) -> Model:
 
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
-    """Check the config's values before anything runs."""
-    check_range("train.epochs", cfg.train.epochs, 0, None)
-    check_range("train.batch_size", cfg.train.batch_size, 1, None)
-    make_optimizer(cfg.train)
-    from jaxcomp.data import DATASETS
-    from jaxcomp.models import MODELS
-
-    check_choice("data.name", cfg.data.name, DATASETS)
-    check_choice("model.name", cfg.model.name, MODELS)
-    check_choice("train.scan", cfg.train.scan, ("auto", "on", "off"))
+    """Check every key of the config before anything runs: the base keys and every
+    family's, switched on or off (see :mod:`jaxcomp.experiment.validate`)."""
+    validate_config(cfg)
 
 
 def run_experiment(cfg: ml_collections.ConfigDict, *, progress: bool = False,

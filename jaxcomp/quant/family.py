@@ -61,7 +61,8 @@ def default_config() -> ml_collections.ConfigDict:
     })
 
 
-def _check(cfg: ml_collections.ConfigDict) -> None:
+def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Check every key of ``cfg.quant`` (ConfigError names the key)."""
     check_choice("quant.method", cfg.method, METHODS)
     check_bits(cfg.bits, "quant.bits")
     if cfg.act_bits:
@@ -103,7 +104,7 @@ def _where(cfg):
 
 def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
     """QAT: add the weight fake-quant transform (and the activation wrapper)."""
-    _check(cfg)
+    validate(cfg)
     if cfg.method != "qat":
         return
     from jaxcomp.quant.act import act_quant

@@ -204,6 +204,7 @@ def expand(cfg: ml_collections.ConfigDict, spec: Spec | None
         [0, 1]
     """
     from jaxcomp.experiment.config import get_key
+    from jaxcomp.experiment.validate import check_keys_take_effect
 
     if spec is None:
         return [({}, cfg)]
@@ -216,7 +217,9 @@ def expand(cfg: ml_collections.ConfigDict, spec: Spec | None
     if not settings:
         empty = [k for k in spec.keys() if not _axis_values(spec, k)]
         raise ConfigError(f"sweep: the grid is empty (no values for {', '.join(empty) or 'it'})")
-    return [(s, apply_setting(cfg, s)) for s in settings]
+    pairs = [(s, apply_setting(cfg, s)) for s in settings]
+    check_keys_take_effect(spec.keys(), [c for _, c in pairs])
+    return pairs
 
 
 def _axis_values(spec: Spec, key: str) -> list[Any]:

@@ -1,0 +1,74 @@
+"""Every config key is checked before work starts, on families switched on or off."""
+
+import pytest
+
+from jaxcomp.core.errors import ConfigError
+from jaxcomp.experiment import base_config
+from jaxcomp.experiment.validate import check_keys_take_effect, validate_config
+from jaxcomp.sweep.grid import expand, product
+
+
+@pytest.mark.parametrize("key, value, family", [
+    ("prune.sparsity", 1.5, "prune"),
+    ("quant.bits", 9, "quant"),
+    ("quant.observer", "median", "quant"),
+    ("decompose.energy", 0.0, "decompose"),
+    ("distill.temperature", -1.0, "distill"),
+])
+def test_bad_value_on_a_family_that_is_off_names_the_family(key, value, family):
+    cfg = base_config()
+    section, leaf = key.split(".")
+    cfg[section][leaf] = value
+    assert cfg[family].method == "none"
+    with pytest.raises(ConfigError) as e:
+        validate_config(cfg)
+    msg = str(e.value)
+    assert msg.startswith(f"{key}: got {value!r}") or msg.startswith(f"{key}: got {value}")
+    assert f"the {family} family is off" in msg and f"--set {family}.method=" in msg
+
+
+def test_bad_value_on_a_family_that_is_on_has_no_off_hint():
+    cfg = base_config()
+    cfg.quant.method, cfg.quant.bits = "ptq", 9
+    with pytest.raises(ConfigError, match=r"quant\.bits: got 9") as e:
+        validate_config(cfg)
+    assert "is off" not in str(e.value)
+
+
+def test_defaults_and_good_values_pass():
+    cfg = base_config()
+    validate_config(cfg)
+    cfg.prune.method, cfg.prune.sparsity = "magnitude", 0.5
+    validate_config(cfg)
+
+
+def test_sweeping_a_key_of_a_family_that_is_off_is_an_error():
+    with pytest.raises(ConfigError, match=r"quant\.bits: has no effect because the quant "
+                                          r"family is off"):
+        expand(base_config(), product({"quant.bits": [8, 4]}))
+
+
+def test_sweeping_a_key_whose_family_is_on_in_some_settings_is_allowed():
+    runs = expand(base_config(), product({"quant.method": ["none", "ptq"],
+                                          "quant.bits": [8, 4]}))
+    assert [(c.quant.method, c.quant.bits) for _, c in runs] == [
+        ("none", 8), ("none", 4), ("ptq", 8), ("ptq", 4)]
+
+
+def test_method_and_base_keys_always_take_effect():
+    check_keys_take_effect(["quant.method", "seed", "train.epochs"], [base_config()])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "configs/lenet300_fmnist.py", "--set", "prune.sparsity=1.5"],
+     "prune.sparsity: got 1.5"),
+    (["train", "configs/lenet300_fmnist.py", "--set", "quant.bits=9"], "quant.bits: got 9"),
+    (["sweep", "configs/demo_sweep.py", "--grid", "quant.bits=[9,4]"], "quant"),
+])
+def test_cli_refuses_before_any_work(args, needle, tmp_path, capsys):
+    from jaxcomp.cli import main
+
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "is off" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
