@@ -1,15 +1,11 @@
 """T1 quick mode runs end to end and returns a well-formed table (claims not asserted)."""
 
-import importlib.util
 
-from jaxcomp.experiment.paper_table import TableResult, repo_root
+from jaxcomp.experiment.paper_table import TableResult, load_table
 
 
 def _mod():
-    spec = importlib.util.spec_from_file_location("t1", repo_root() / "experiments/t1_han.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_table("T1")
 
 
 def test_scaled_keep_hits_overall_fraction():

@@ -1,18 +1,14 @@
 """T2's quick mode runs end to end and returns a well-formed result (claims not asserted)."""
 
-import importlib.util
 import math
 
-from jaxcomp.experiment.paper_table import TableResult, repo_root
+from jaxcomp.experiment.paper_table import TableResult, load_table
 
 
 def check_quick(res, tmp_path):
     """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
     ``jaxcomp reproduce all --quick`` once for all tables."""
-    path = repo_root() / "experiments" / "t2_deep_compression.py"
-    spec = importlib.util.spec_from_file_location("t2_table", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_table("T2")
     assert mod.TABLE == "T2"
     assert isinstance(res, TableResult) and res.quick
     assert {c.id for c in res.claims} >= {"a1", "a2", "b"}

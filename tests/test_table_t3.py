@@ -1,16 +1,13 @@
 """T3 quick mode runs end to end and returns a well-formed table (claims not asserted)."""
 
-import importlib.util
 
-from jaxcomp.experiment.paper_table import TableResult, repo_root
+from jaxcomp.experiment.paper_table import TableResult, load_table
 
 
 def check_quick(res, tmp_path):
     """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
     ``jaxcomp reproduce all --quick`` once for all tables."""
-    spec = importlib.util.spec_from_file_location("t3", repo_root() / "experiments/t3_gradual.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_table("T3")
     assert isinstance(res, TableResult) and res.table == "T3" and res.quick
     assert [c.id for c in res.claims] == ["a", "b", "c"]
     for k in ("dense_acc", "small_mlp_acc", "gradual90_dt5_acc"):

@@ -1,18 +1,14 @@
 """T4's quick mode runs end to end and returns a well-formed result (claims not asserted)."""
 
-import importlib.util
 import math
 
-from jaxcomp.experiment.paper_table import TableResult, repo_root
+from jaxcomp.experiment.paper_table import TableResult, load_table
 
 
 def check_quick(res, tmp_path):
     """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
     ``jaxcomp reproduce all --quick`` once for all tables."""
-    path = repo_root() / "experiments" / "t4_lottery.py"
-    spec = importlib.util.spec_from_file_location("t4_table", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_table("T4")
     assert mod.TABLE == "T4"
     assert isinstance(res, TableResult) and res.quick
     assert [c.id for c in res.claims] == ["a", "b", "c"]

@@ -1,10 +1,11 @@
 """Paper-table reproductions: claims, results files and the registry behind
 ``jaxcomp reproduce``.
 
-A table lives in ``experiments/t<n>_<name>.py`` and defines
-``TABLE = "T<n>"``, ``TITLE`` and ``run(quick: bool) -> TableResult``. Its
-config is ``configs/t<n>_<name>.py``. :func:`write_results` writes
-``docs/results/T<n>.md`` and ``.json`` with the paper's numbers beside ours,
+A table lives in ``jaxcomp/lab/tables/t<n>_<name>.py`` (shipped with the
+package) and defines ``TABLE = "T<n>"``, ``TITLE`` and
+``run(quick: bool) -> TableResult``. Its config is
+``jaxcomp/lab/tables/configs/t<n>_<name>.py``. :func:`write_results` writes
+``T<n>.md`` and ``.json`` (``docs/results`` in a checkout) with the paper's numbers beside ours,
 each claim with its threshold and PASS/FAIL, the command, the date, the git
 commit and the machine.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.util
+import importlib
 import json
 import os
 import pathlib
@@ -77,16 +78,37 @@ class TableResult:
 
 
 def repo_root() -> pathlib.Path:
-    """The checkout holding ``experiments/`` (the package's parent directory)."""
+    """The directory above the package: the checkout when jaxcomp runs from one."""
     return pathlib.Path(__file__).resolve().parents[2]
 
 
+def checkout_root() -> pathlib.Path | None:
+    """The git checkout jaxcomp runs from, or ``None`` for an installed package."""
+    root = repo_root()
+    return root if (root / ".git").exists() and (root / "pyproject.toml").exists() else None
+
+
+def default_results_dir(quick: bool) -> pathlib.Path:
+    """Where ``jaxcomp reproduce`` writes without ``--out``: a full run into the
+    checkout's tracked ``docs/results``; a quick run (a smoke test), or any run of an
+    installed package, under ``runs/reproduce`` in the working directory."""
+    root = checkout_root()
+    if quick or root is None:
+        return pathlib.Path("runs") / ("reproduce_quick" if quick else "reproduce")
+    return root / "docs" / "results"
+
+
 def git_commit() -> str:
+    root = checkout_root()
+    if root is None:
+        from jaxcomp import __version__
+
+        return f"jaxcomp {__version__} (installed, no checkout)"
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=repo_root(), capture_output=True, text=True, timeout=10)
+                               cwd=root, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except Exception:
         return "unknown"
@@ -99,25 +121,21 @@ def machine() -> str:
             f"jax {jax.__version__} on {jax.devices()[0].platform}")
 
 
-def tables() -> dict[str, pathlib.Path]:
-    """``{"T1": path, ...}`` for the table scripts in ``experiments/``."""
-    out = {}
-    for p in sorted((repo_root() / "experiments").glob("t[0-9]*_*.py")):
-        out["T" + p.stem.split("_")[0][1:]] = p
-    return out
+def tables() -> dict[str, str]:
+    """``{"T1": module name, ...}`` for the table modules in :mod:`jaxcomp.lab.tables`."""
+    from jaxcomp.lab.tables import table_modules
+
+    return table_modules()
 
 
 def load_table(table: str):
     """Import the table module for ``T<n>``."""
     found = tables()
-    key = table.upper()
+    key = str(table).upper()
     if key not in found:
         raise ConfigError(f"unknown table {table!r}; available: {sorted(found)}"
                           f"{suggest(key, found)}")
-    spec = importlib.util.spec_from_file_location(f"jaxcomp_table_{key}", found[key])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(found[key])
 
 
 def _fmt(v: Any) -> str:
@@ -137,7 +155,7 @@ def write_results(result: TableResult, out_dir: str | os.PathLike | None = None,
     one read before running, so results written into a tracked folder by an earlier
     table, or a commit made while a long run goes on, do not misstate the provenance.
     """
-    out = pathlib.Path(out_dir) if out_dir else repo_root() / "docs" / "results"
+    out = pathlib.Path(out_dir) if out_dir else default_results_dir(result.quick)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": command or f"jaxcomp reproduce {result.table}"
             + (" --quick" if result.quick else ""),
@@ -186,7 +204,7 @@ def write_results(result: TableResult, out_dir: str | os.PathLike | None = None,
 
 def write_index(out_dir: str | os.PathLike | None = None) -> pathlib.Path:
     """Write ``README.md`` beside the results: one line per table from its JSON."""
-    out = pathlib.Path(out_dir) if out_dir else repo_root() / "docs" / "results"
+    out = pathlib.Path(out_dir) if out_dir else default_results_dir(quick=False)
     lines = ["# Paper tables: results", "",
              "Written by `jaxcomp reproduce`. Each table checks relative claims against a "
              "baseline trained in the same run; each file states its claims, the paper's "
@@ -206,17 +224,15 @@ def write_index(out_dir: str | os.PathLike | None = None) -> pathlib.Path:
     return index
 
 
-def load_table_config(relpath: str, quick: bool = False):
-    """Import ``repo_root()/relpath`` and call its ``get_config()``.
+def load_table_config(name: str, quick: bool = False):
+    """The ``get_config()`` of table config ``name`` (``"t1_han"``; a legacy
+    ``"configs/t1_han.py"`` names the same one), from :mod:`jaxcomp.lab.tables.configs`.
 
     In quick mode the config's ``quick`` block (smaller epochs, data, seeds) is
     copied over the top-level keys.
     """
-    path = repo_root() / relpath
-    spec = importlib.util.spec_from_file_location(f"jaxcomp_table_config_{path.stem}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cfg = mod.get_config()
+    stem = pathlib.PurePosixPath(name).stem
+    cfg = importlib.import_module(f"jaxcomp.lab.tables.configs.{stem}").get_config()
     if quick:
         cfg.unlock()
         for k, v in cfg.quick.items():

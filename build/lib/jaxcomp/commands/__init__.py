@@ -1,0 +1,1 @@
+"""Subcommands of the ``jaxcomp`` CLI (one module each)."""

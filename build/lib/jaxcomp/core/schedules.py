@@ -1,0 +1,175 @@
+"""Schedules: pure functions of a (traced) step, whose numbers are pytree leaves.
+
+Every schedule is a small frozen dataclass registered as a pytree, so its
+numbers (initial and final values, begin and end steps) can live in a
+transform's state as arrays: a sweep over targets compiles once and can be
+``jax.vmap``-ed. Call it with a step to get the value: ``sched(step)``.
+
+Example:
+    >>> from jaxcomp.core import schedules
+    >>> s = schedules.polynomial(0.0, 0.9, begin=0, end=100, power=3)
+    >>> round(float(s(0)), 3), round(float(s(50)), 4), round(float(s(100)), 3)
+    (0.0, 0.7875, 0.9)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Numeric = Any
+
+
+def _schedule(cls):
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
+
+
+def _progress(step, begin, end):
+    step = jnp.asarray(step, jnp.float32)
+    begin = jnp.asarray(begin, jnp.float32)
+    span = jnp.maximum(jnp.asarray(end, jnp.float32) - begin, 1.0)
+    return jnp.clip((step - begin) / span, 0.0, 1.0)
+
+
+@_schedule
+class Constant:
+    """``value`` at every step."""
+
+    value: Numeric
+
+    def __call__(self, step):
+        del step
+        return jnp.asarray(self.value, jnp.float32)
+
+
+@_schedule
+class OneShot:
+    """``before`` until ``at``, then ``value`` (prune once, at step ``at``)."""
+
+    value: Numeric
+    at: Numeric = 0
+    before: Numeric = 0.0
+
+    def __call__(self, step):
+        return jnp.where(
+            jnp.asarray(step) >= self.at,
+            jnp.asarray(self.value, jnp.float32),
+            jnp.asarray(self.before, jnp.float32),
+        )
+
+
+@_schedule
+class Polynomial:
+    """Zhu & Gupta (2017): ``f + (i - f) * (1 - (t - t0) / (n Δt)) ** power``.
+
+    ``frequency`` (Δt) makes the value change only every Δt steps after ``begin``.
+    """
+
+    init: Numeric
+    final: Numeric
+    begin: Numeric = 0
+    end: Numeric = 1
+    power: Numeric = 3.0
+    frequency: Numeric = 1
+
+    def __call__(self, step):
+        step = jnp.asarray(step, jnp.float32)
+        freq = jnp.maximum(jnp.asarray(self.frequency, jnp.float32), 1.0)
+        begin = jnp.asarray(self.begin, jnp.float32)
+        stepped = begin + jnp.floor(jnp.maximum(step - begin, 0.0) / freq) * freq
+        p = _progress(stepped, begin, self.end)
+        i = jnp.asarray(self.init, jnp.float32)
+        f = jnp.asarray(self.final, jnp.float32)
+        return f + (i - f) * (1.0 - p) ** jnp.asarray(self.power, jnp.float32)
+
+
+@_schedule
+class Cosine:
+    """Cosine interpolation from ``init`` to ``final`` over ``[begin, end]``."""
+
+    init: Numeric
+    final: Numeric
+    begin: Numeric = 0
+    end: Numeric = 1
+
+    def __call__(self, step):
+        p = _progress(step, self.begin, self.end)
+        i = jnp.asarray(self.init, jnp.float32)
+        f = jnp.asarray(self.final, jnp.float32)
+        return f + (i - f) * 0.5 * (1.0 + jnp.cos(jnp.pi * p))
+
+
+def _check_span(begin: Numeric, end: Numeric, what: str) -> None:
+    """``end`` must not come before ``begin`` (checked when both are concrete numbers)."""
+    import numpy as np
+
+    from jaxcomp.core.errors import ConfigError
+
+    try:
+        b, e = float(np.asarray(begin)), float(np.asarray(end))
+    except Exception:  # traced or batched: checked by whoever made the arrays
+        return
+    if e < b:
+        raise ConfigError(f"{what}: end={e:g} comes before begin={b:g}; need end >= begin")
+
+
+def constant(value: Numeric) -> Constant:
+    """A constant schedule."""
+    return Constant(value)
+
+
+def one_shot(value: Numeric, at: Numeric = 0, before: Numeric = 0.0) -> OneShot:
+    """``before`` until step ``at``, then ``value``."""
+    return OneShot(value, at, before)
+
+
+def linear(init: Numeric, final: Numeric, begin: Numeric = 0, end: Numeric = 1) -> Polynomial:
+    """Linear interpolation from ``init`` to ``final`` over ``[begin, end]``."""
+    _check_span(begin, end, "schedules.linear")
+    return Polynomial(init, final, begin, end, 1.0, 1)
+
+
+def polynomial(
+    init: Numeric,
+    final: Numeric,
+    begin: Numeric = 0,
+    end: Numeric = 1,
+    power: Numeric = 3.0,
+    frequency: Numeric = 1,
+) -> Polynomial:
+    """Polynomial decay; ``power=3`` is Zhu & Gupta's gradual-pruning schedule."""
+    _check_span(begin, end, "schedules.polynomial")
+    return Polynomial(init, final, begin, end, power, frequency)
+
+
+def cubic(init: Numeric, final: Numeric, begin: Numeric = 0, end: Numeric = 1,
+          frequency: Numeric = 1) -> Polynomial:
+    """Zhu & Gupta's cubic schedule (``polynomial`` with ``power=3``)."""
+    _check_span(begin, end, "schedules.cubic")
+    return Polynomial(init, final, begin, end, 3.0, frequency)
+
+
+def cosine(init: Numeric, final: Numeric, begin: Numeric = 0, end: Numeric = 1) -> Cosine:
+    """Cosine interpolation from ``init`` to ``final``."""
+    _check_span(begin, end, "schedules.cosine")
+    return Cosine(init, final, begin, end)
+
+
+Schedule = Constant | OneShot | Polynomial | Cosine
+
+
+def as_schedule(x: Numeric | Schedule) -> Schedule:
+    """Wrap a plain number as a constant schedule; pass schedules through."""
+    if isinstance(x, Constant | OneShot | Polynomial | Cosine):
+        return x
+    return Constant(x)
+
+
+def to_arrays(s: Schedule) -> Schedule:
+    """The same schedule with every number as a float32 array (for state)."""
+    return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), s)

@@ -1,0 +1,124 @@
+"""The compression transform: a NamedTuple of three pure functions.
+
+Like ``optax.GradientTransformation``, a :class:`Transform` holds no data:
+
+* ``init(params) -> state`` builds the compression state (a pytree of arrays);
+* ``apply(params, state) -> params`` gives the params the forward pass should
+  see (masked, fake-quantized, reconstructed from factors, ...);
+* ``update(params, state, *, step, grads=None, key=None) -> state`` advances
+  the state inside a jitted train step (mask updates, observers, ...).
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxcomp as jc
+    >>> t = jc.chain(jc.identity(), jc.identity())
+    >>> params = {"w": jnp.ones((2, 2))}
+    >>> state = t.init(params)
+    >>> bool((t.apply(params, state)["w"] == 1).all())
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+PyTree = Any
+
+
+class UpdateFn(Protocol):
+    def __call__(
+        self, params: PyTree, state: PyTree, *, step: Any, grads: PyTree | None = None,
+        key: Any | None = None,
+    ) -> PyTree: ...
+
+
+class Transform(NamedTuple):
+    """A compression transform: ``init``, ``apply``, ``update`` (all pure, jit-safe)."""
+
+    init: Callable[[PyTree], PyTree]
+    apply: Callable[[PyTree, PyTree], PyTree]
+    update: UpdateFn
+
+
+def _keep_state(params, state, *, step, grads=None, key=None):
+    del params, step, grads, key
+    return state
+
+
+def stateless(apply: Callable[[PyTree], PyTree]) -> Transform:
+    """A transform with empty state whose ``apply`` is ``apply(params)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> t = stateless(lambda p: {k: 2 * v for k, v in p.items()})
+        >>> float(t.apply({"w": jnp.ones(())}, t.init({}))["w"])
+        2.0
+    """
+    return Transform(lambda params: (), lambda params, state: apply(params), _keep_state)
+
+
+def identity() -> Transform:
+    """The transform that changes nothing (useful as a baseline and in tests)."""
+    return Transform(lambda params: (), lambda params, state: params, _keep_state)
+
+
+def _split_key(key, n):
+    if key is None:
+        return [None] * n
+    import jax
+
+    return list(jax.random.split(key, n))
+
+
+def chain(*transforms: Transform) -> Transform:
+    """Compose transforms left to right; the state is a tuple of their states.
+
+    ``apply`` feeds each transform the previous one's output; ``update`` gives
+    transform *i* the params as transforms ``0..i-1`` left them, so a
+    quantizer's observer sees pruned weights. The key, when given, is split.
+    """
+    return named_chain(*((str(i), t) for i, t in enumerate(transforms)), _as_tuple=True)
+
+
+def named_chain(*named: tuple[str, Transform], _as_tuple: bool = False) -> Transform:
+    """Like :func:`chain`, but the state is a dict keyed by the given names.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> t = named_chain(("a", identity()), ("b", identity()))
+        >>> sorted(t.init({"w": jnp.ones(2)}))
+        ['a', 'b']
+    """
+    names = [n for n, _ in named]
+    if len(set(names)) != len(names):
+        raise ValueError(f"named_chain: duplicate names {names}")
+    ts = [t for _, t in named]
+
+    def pack(states):
+        return tuple(states) if _as_tuple else dict(zip(names, states, strict=True))
+
+    def unpack(state):
+        return list(state) if _as_tuple else [state[n] for n in names]
+
+    def init(params):
+        states = []
+        for t in ts:
+            states.append(t.init(params))
+            params = t.apply(params, states[-1])
+        return pack(states)
+
+    def apply(params, state):
+        for t, s in zip(ts, unpack(state), strict=True):
+            params = t.apply(params, s)
+        return params
+
+    def update(params, state, *, step, grads=None, key=None):
+        new = []
+        for t, s, k in zip(ts, unpack(state), _split_key(key, len(ts)), strict=True):
+            s = t.update(params, s, step=step, grads=grads, key=k)
+            new.append(s)
+            params = t.apply(params, s)
+        return pack(new)
+
+    return Transform(init, apply, update)

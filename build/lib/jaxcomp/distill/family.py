@@ -1,0 +1,199 @@
+"""The distillation family of experiment configs (``cfg.distill``).
+
+``setup`` trains (or loads) the teacher — memoized in-process by its config and
+the data, so a sweep's settings share one teacher — then sets ``ctx.loss_fn``,
+``ctx.loss_state`` (temperature, α and the methods' weights as arrays: the
+:data:`VECTOR_KEYS` a vectorized sweep may stack) and, with ``cache_teacher``,
+``ctx.extra_batch`` serving the teacher's precomputed logits. ``after_train``
+adds the teacher's test metrics to ``ctx.metrics``.
+
+Methods: ``none`` (off), ``kd``, ``mse``, ``dkd``, ``dist``, ``rkd``, ``pkt``,
+``sp`` — see :mod:`jaxcomp.distill.objective`. Feature-level terms (hints,
+attention transfer) need student features, which ``jaxcomp.train.fit`` does
+not expose; use :func:`jaxcomp.distill.distiller` for those.
+
+Example:
+    >>> cfg = default_config()
+    >>> cfg.method, cfg.teacher_model, tuple(cfg.teacher_features), cfg.cache_teacher
+    ('none', 'mlp', (1200, 1200), True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jaxcomp.core.errors import ConfigError, check_choice, check_range
+from jaxcomp.distill.augment import jitter
+from jaxcomp.distill.cache import cached_extra_batch, teacher_outputs
+from jaxcomp.distill.epochs import fit_scan
+from jaxcomp.distill.objective import METHODS, loss_state, make_loss_fn
+from jaxcomp.flax.model import Model
+from jaxcomp.models import MODELS, get_model
+from jaxcomp.train import fit
+from jaxcomp.train.step import evaluate
+
+#: Config keys that only change arrays in ``ctx.loss_state`` (safe to vmap over).
+VECTOR_KEYS: tuple[str, ...] = ("temperature", "alpha", "dkd_beta", "dist_beta", "dist_gamma",
+                                "rkd_angle")
+FAMILY_METHODS = ("none", *[m for m in METHODS if m != "ce"])
+
+_TEACHERS: dict[str, dict[str, Any]] = {}
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Distillation off by default; Hinton-style KD numbers when switched on."""
+    return ml_collections.ConfigDict({
+        "method": "none",
+        "temperature": 4.0,
+        "alpha": 0.9,
+        "dkd_beta": 8.0,
+        "dist_beta": 1.0,
+        "dist_gamma": 1.0,
+        "rkd_angle": 2.0,
+        "teacher_model": "mlp",
+        "teacher_features": (1200, 1200),
+        "teacher_dropout": 0.0,
+        "teacher_jitter": 0,
+        "teacher_epochs": 10,
+        "teacher_learning_rate": 1e-3,
+        "teacher_seed": 0,
+        "teacher_checkpoint": "",
+        "cache_teacher": True,
+    })
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Check every key of ``cfg.distill`` (ConfigError names the key)."""
+    check_choice("distill.method", cfg.method, FAMILY_METHODS)
+    check_choice("distill.teacher_model", cfg.teacher_model, MODELS)
+    check_range("distill.teacher_epochs", cfg.teacher_epochs, 0, None)
+    check_range("distill.teacher_learning_rate", cfg.teacher_learning_rate, 0.0, None,
+                lo_open=True)
+    check_range("distill.teacher_dropout", cfg.teacher_dropout, 0.0, 1.0, hi_open=True)
+    check_range("distill.teacher_jitter", cfg.teacher_jitter, 0, None)
+    for k in VECTOR_KEYS:  # loss_state re-checks, but name the config key here
+        if k == "temperature":
+            check_range("distill.temperature", cfg[k], 0.0, None, lo_open=True)
+        elif k == "alpha":
+            check_range("distill.alpha", cfg[k], 0.0, 1.0)
+        else:
+            check_range(f"distill.{k}", cfg[k], 0.0, None)
+
+
+def teacher_model(cfg: ml_collections.ConfigDict, input_shape: tuple, num_classes: int) -> Model:
+    """The teacher named by ``distill.teacher_model`` (widths/dropout for MLPs)."""
+    kw: dict[str, Any] = {}
+    if cfg.teacher_model in ("mlp", "nnx_mlp"):
+        kw = {"features": tuple(cfg.teacher_features), "dropout": float(cfg.teacher_dropout)}
+    return get_model(cfg.teacher_model, input_shape=input_shape, num_classes=num_classes, **kw)
+
+
+def _teacher_key(cfg: ml_collections.ConfigDict, ctx: Any) -> str:
+    tcfg = {k: v for k, v in cfg.items() if k.startswith("teacher") or k == "cache_teacher"}
+    ds = ctx.dataset
+    data = {"name": ds.name, "n_train": len(ds.x_train), "n_test": len(ds.x_test),
+            "classes": ds.num_classes, "shape": list(ds.input_shape),
+            "data_cfg": ctx.config.data.to_dict() if "data" in ctx.config else {},
+            "batch_size": int(ctx.config.train.batch_size)}
+    return json.dumps({"teacher": tcfg, "data": data}, sort_keys=True, default=str)
+
+
+def _restore(path: str, target: Any) -> Any:
+    import orbax.checkpoint as ocp
+
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    try:
+        with ocp.StandardCheckpointer() as ck:
+            return ck.restore(os.path.abspath(path), abstract)
+    except Exception as e:
+        raise ConfigError(f"distill.teacher_checkpoint={path!r}: cannot restore a teacher of "
+                          f"this config from it ({type(e).__name__}: {str(e)[:300]})") from None
+
+
+def _save(path: str, tree: Any) -> None:
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as ck:
+        ck.save(os.path.abspath(path), tree)
+
+
+def get_teacher(cfg: ml_collections.ConfigDict, ctx: Any) -> dict[str, Any]:
+    """Train (or load from ``teacher_checkpoint``) the teacher; memoized in-process.
+
+    Returns ``{"model", "params", "model_state", "metrics", "cache"}``.
+    """
+    key = _teacher_key(cfg, ctx)
+    if key in _TEACHERS:
+        return _TEACHERS[key]
+    ds = ctx.dataset
+    model = teacher_model(cfg, ds.input_shape, ds.num_classes)
+    tx = optax.adam(cfg.teacher_learning_rate)
+    ckpt = cfg.teacher_checkpoint
+    params, ms = model.init(jax.random.key(cfg.teacher_seed), jnp.asarray(ds.x_train[:1]))
+    if ckpt and os.path.isdir(ckpt):
+        params = _restore(ckpt, params)
+    else:
+        kw = dict(epochs=cfg.teacher_epochs, batch_size=ctx.config.train.batch_size,
+                  seed=cfg.teacher_seed, eval_every=max(cfg.teacher_epochs, 1))
+        if cfg.teacher_jitter:  # augmentation lives in the scanned epoch
+            res = fit_scan(model, ds, tx, **kw, augment=lambda x, k: jitter(
+                x, k, int(cfg.teacher_jitter)))
+        else:  # fit scans MLPs; convolutions run as jitted steps, >2x faster on XLA:CPU
+            res = fit(model, ds, tx, **kw, progress=False)
+        params, ms = res.state.params, res.state.model_state
+        if ckpt:
+            _save(ckpt, params)
+    out_shape = jax.eval_shape(lambda p, s, x: model.apply(p, s, x)[0], params, ms,
+                               jnp.asarray(ds.x_train[:1])).shape
+    if out_shape[-1] != ds.num_classes:
+        raise ConfigError(f"distill: the teacher predicts {out_shape[-1]} classes but the "
+                          f"dataset {ds.name!r} has {ds.num_classes}")
+    metrics = evaluate(model, params, ms, ds.x_test, ds.y_test)
+    cache = teacher_outputs(model, params, ms, ds.x_train) if cfg.cache_teacher else None
+    _TEACHERS[key] = {"model": model, "params": params, "model_state": ms,
+                      "metrics": metrics, "cache": cache}
+    return _TEACHERS[key]
+
+
+def make_loss_state(cfg: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    """The :data:`VECTOR_KEYS` of ``cfg`` as float32 arrays."""
+    return loss_state(**{k: cfg[k] for k in VECTOR_KEYS})
+
+
+def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
+    """Train/load the teacher and install the distillation loss on ``ctx``."""
+    validate(cfg)
+    teacher = get_teacher(cfg, ctx)
+    ctx.artifacts["distill_teacher"] = teacher
+    ctx.loss_state = make_loss_state(cfg)
+    if cfg.cache_teacher:
+        ctx.extra_batch = cached_extra_batch({"teacher_logits": teacher["cache"]
+                                              ["teacher_logits"]})
+        ctx.loss_fn = make_loss_fn(cfg.method)
+    else:
+        ctx.loss_fn = make_loss_fn(cfg.method, teacher=teacher["model"],
+                                   teacher_params=teacher["params"],
+                                   teacher_state=teacher["model_state"])
+
+
+def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
+    """Teacher test accuracy / NLL and size into ``ctx.metrics``."""
+    teacher = ctx.artifacts.get("distill_teacher") or get_teacher(cfg, ctx)
+    ctx.metrics["teacher_test_accuracy"] = teacher["metrics"]["accuracy"]
+    ctx.metrics["teacher_test_nll"] = teacher["metrics"]["nll"]
+    ctx.metrics["teacher_params"] = int(sum(x.size for x in jax.tree.leaves(teacher["params"])))
+    if "test_accuracy" in ctx.metrics:
+        ctx.metrics["distill_gap_to_teacher"] = (teacher["metrics"]["accuracy"]
+                                                 - ctx.metrics["test_accuracy"])
+
+
+def clear_cache() -> None:
+    """Forget memoized teachers (tests, long sessions)."""
+    _TEACHERS.clear()

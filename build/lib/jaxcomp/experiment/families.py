@@ -1,0 +1,42 @@
+"""The registry of compression families that an experiment config can switch on.
+
+A family module (``jaxcomp/<family>/family.py``) defines:
+
+* ``default_config() -> ConfigDict`` with a ``method`` key (``"none"`` = off);
+* ``setup(cfg, ctx)`` — before training: add transforms to ``ctx.transforms``,
+  replace ``ctx.loss_fn`` or ``ctx.model``, etc.;
+* ``after_train(cfg, ctx)`` — after training: post-training quantization,
+  surgery, fine-tuning, export; add metrics to ``ctx.metrics`` and ledgers
+  to ``ctx.ledger``.
+
+Families run in the order of :data:`FAMILY_MODULES`.
+
+Example:
+    >>> from jaxcomp.experiment import families
+    >>> isinstance(families.available(), dict)
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+FAMILY_MODULES = {
+    "decompose": "jaxcomp.decompose.family",
+    "prune": "jaxcomp.prune.family",
+    "quant": "jaxcomp.quant.family",
+    "distill": "jaxcomp.distill.family",
+}
+
+
+def available() -> dict[str, ModuleType]:
+    """The family modules that exist in this installation, in run order."""
+    out = {}
+    for name, module in FAMILY_MODULES.items():
+        try:
+            out[name] = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+    return out

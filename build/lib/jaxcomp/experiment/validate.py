@@ -1,0 +1,102 @@
+"""Every key of an experiment config checked before any work starts.
+
+Each compression family has one ``validate(cfg.<family>)``. All of them run on
+every config, switched on or off: a bad value on a family that is off is still
+an error (it would otherwise be carried into records and reports), and its
+message says the family is off and how to switch it on. Keys swept or set
+on a family that is off in every setting are an error too: they change nothing.
+
+Example:
+    >>> from jaxcomp.experiment import base_config
+    >>> from jaxcomp.experiment.validate import validate_config
+    >>> cfg = base_config(); cfg.quant.bits = 9
+    >>> try:
+    ...     validate_config(cfg)
+    ... except Exception as e:
+    ...     print(str(e).split(";")[0])
+    quant.bits: got 9
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import ml_collections
+
+from jaxcomp.core.errors import ConfigError, check_choice, check_range
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
+
+
+def _switch_on_hint(name: str, fam: Any) -> str:
+    methods = [m for m in getattr(fam, "METHODS", getattr(fam, "FAMILY_METHODS", ()))
+               if m != "none"]
+    return (f"the {name} family is off ({name}.method='none'); switch it on with "
+            f"--set {name}.method=<{'|'.join(methods)}>")
+
+
+def family_method(cfg: ml_collections.ConfigDict, name: str) -> str:
+    """The family's ``method`` (``"none"`` when the section is absent)."""
+    return cfg[name].get("method", "none") if name in cfg else "none"
+
+
+def validate_base(cfg: ml_collections.ConfigDict) -> None:
+    """The keys every run has: train, data, model."""
+    from jaxcomp.data import DATASETS
+    from jaxcomp.models import MODELS
+
+    check_range("train.epochs", cfg.train.epochs, 0, None)
+    check_range("train.batch_size", cfg.train.batch_size, 1, None)
+    check_choice("train.optimizer", cfg.train.optimizer, OPTIMIZERS)
+    check_range("train.learning_rate", cfg.train.learning_rate, 0.0, None, lo_open=True)
+    check_range("train.weight_decay", cfg.train.weight_decay, 0.0, None)
+    check_choice("data.name", cfg.data.name, DATASETS)
+    check_choice("model.name", cfg.model.name, MODELS)
+    check_choice("train.scan", cfg.train.scan, ("auto", "on", "off"))
+
+
+def validate_config(cfg: ml_collections.ConfigDict) -> None:
+    """Check the base keys and every family's keys, on or off.
+
+    Raises:
+      ConfigError: naming the key, the value and what is allowed; for a family
+        that is off, also how to switch it on.
+    """
+    from jaxcomp.experiment import families
+
+    validate_base(cfg)
+    for name, fam in families.available().items():
+        if name not in cfg:
+            continue
+        try:
+            fam.validate(cfg[name])
+        except ConfigError as e:
+            if family_method(cfg, name) != "none":
+                raise
+            raise ConfigError(f"{e} ({_switch_on_hint(name, fam)})") from None
+
+
+def check_keys_take_effect(keys: Iterable[str],
+                           configs: Sequence[ml_collections.ConfigDict]) -> None:
+    """``keys`` (from ``--set`` or a sweep grid) must belong to a family that is on in at
+    least one of ``configs``: a key of a family that is off everywhere changes nothing,
+    and a sweep over it would only repeat the same run.
+
+    Example:
+        >>> from jaxcomp.experiment import base_config
+        >>> check_keys_take_effect(["seed", "train.epochs"], [base_config()])
+    """
+    from jaxcomp.experiment import families
+
+    fams = families.available()
+    for key in keys:
+        name, _, leaf = key.partition(".")
+        if name not in fams or leaf in ("", "method"):
+            continue
+        if all(family_method(c, name) == "none" for c in configs):
+            raise ConfigError(f"{key}: has no effect because {_switch_on_hint(name, fams[name])}")
+
+
+__all__ = ["OPTIMIZERS", "check_keys_take_effect", "family_method", "validate_base",
+           "validate_config"]

@@ -1,0 +1,58 @@
+"""Reference models (linen, and NNX for the MLP and the BatchNorm CNN) and a registry.
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxcomp.models import get_model
+    >>> model = get_model("lenet300", input_shape=(28, 28, 1), num_classes=10)
+    >>> params, _ = model.init(jax.random.key(0), jnp.ones((1, 28, 28, 1)))
+    >>> sorted(params)
+    ['Dense_0', 'Dense_1', 'Dense_2']
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from jaxcomp.core.errors import ConfigError, check_choice
+from jaxcomp.flax import Model, from_linen, from_nnx
+from jaxcomp.models.cnn import DSCNN, LENET5_VARIANTS, NNXCNN, LeNet5, ResCNN, ResidualBlock
+from jaxcomp.models.mlp import MLP, NNXMLP
+
+MODELS = ("mlp", "lenet300", "lenet5", "lenet5_caffe", "rescnn", "dscnn", "nnx_mlp", "nnx_cnn")
+
+
+def get_model(name: str, *, input_shape: tuple[int, ...], num_classes: int = 10,
+              **kwargs: Any) -> Model:
+    """Build a reference model by name as a :class:`jaxcomp.flax.Model`.
+
+    Names: ``mlp`` (``features=``), ``lenet300`` (784-300-100-10), ``lenet5``,
+    ``lenet5_caffe``, ``rescnn``, ``dscnn``, ``nnx_mlp``, ``nnx_cnn``.
+    """
+    check_choice("model.name", name, MODELS)
+    image = len(input_shape) == 3
+    if name in ("lenet5", "lenet5_caffe", "rescnn", "dscnn", "nnx_cnn") and not image:
+        raise ConfigError(f"model.name={name!r} needs image inputs (H, W, C); the dataset gives "
+                          f"inputs of shape {tuple(input_shape)}")
+    if name == "mlp":
+        return from_linen(MLP(num_classes=num_classes, **kwargs), name)
+    if name == "lenet300":
+        return from_linen(MLP((300, 100), num_classes, **kwargs), name)
+    if name == "lenet5":
+        return from_linen(LeNet5("classic", num_classes), name)
+    if name == "lenet5_caffe":
+        return from_linen(LeNet5("caffe", num_classes), name)
+    if name == "rescnn":
+        return from_linen(ResCNN(num_classes=num_classes, **kwargs), name)
+    if name == "dscnn":
+        return from_linen(DSCNN(num_classes=num_classes, **kwargs), name)
+    if name == "nnx_mlp":
+        d = math.prod(input_shape)
+        return from_nnx(lambda rngs: NNXMLP(d, num_classes=num_classes, rngs=rngs, **kwargs),
+                        name)
+    return from_nnx(lambda rngs: NNXCNN(input_shape[-1], num_classes=num_classes, rngs=rngs,
+                                        **kwargs), name)
+
+
+__all__ = ["DSCNN", "LENET5_VARIANTS", "MLP", "MODELS", "NNXCNN", "NNXMLP", "LeNet5",
+           "ResCNN", "ResidualBlock", "get_model"]

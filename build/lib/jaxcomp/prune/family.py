@@ -1,0 +1,153 @@
+"""The pruning family of experiment configs (``cfg.prune``).
+
+``setup`` builds the pruner from the config and wraps the experiment's
+optimizer with :func:`jaxcomp.prune.masked_optimizer` (masks and schedule live
+in the optimizer state; the forward pass sees params that are exactly zero
+where pruned). ``after_train`` adds the per-leaf report, the sparsity of the
+pruned leaves and the sparse bytes at rest (bitmask and relative-index CSR)
+to the ledger.
+
+Schedules: ``one_shot`` (prune once at ``begin``), ``gradual`` (Zhu & Gupta's
+polynomial from 0 to ``sparsity`` over ``[begin, end]``, masks every
+``frequency`` steps), ``iterative`` (``rounds`` equal prune steps over
+``[begin, end]``). ``end = -1`` means 75% of the training steps. Methods
+``set``/``rigl`` are dynamic sparse training at constant ``sparsity``.
+
+Example:
+    >>> cfg = default_config()
+    >>> cfg.method, cfg.sparsity, cfg.allocation, cfg.schedule
+    ('none', 0.9, 'layerwise', 'gradual')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import ml_collections
+import optax
+
+from jaxcomp.core import schedules
+from jaxcomp.core.errors import ConfigError, check_choice, check_range
+from jaxcomp.core.transform import Transform
+from jaxcomp.prune import dst, storage
+from jaxcomp.prune.masks import check_sparsity
+from jaxcomp.prune.optax_wrapper import get_masks, masked_optimizer
+from jaxcomp.prune.pruner import pruner
+from jaxcomp.prune.report import sparsity_report
+from jaxcomp.prune.scores import SCORES
+
+#: Config keys that only change arrays in the pruner state (safe to vmap over).
+VECTOR_KEYS: tuple[str, ...] = ("sparsity",)
+METHODS = ("none", *SCORES, "set", "rigl")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Pruning off by default; gradual magnitude pruning to 90% when switched on."""
+    return ml_collections.ConfigDict({
+        "method": "none",
+        "sparsity": 0.9,
+        "allocation": "layerwise",
+        "normalize": "none",
+        "structure": "unstructured",
+        "n": 2,
+        "m": 4,
+        "axis": -1,
+        "block": (4, 4),
+        "schedule": "gradual",
+        "begin": 0,
+        "end": -1,
+        "frequency": 100,
+        "power": 3.0,
+        "rounds": 3,
+        "drop_fraction": 0.3,
+        "where": (),
+        "index_bits": 5,
+        "seed": 0,
+    })
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Check every key of ``cfg.prune`` (ConfigError names the key)."""
+    check_choice("prune.method", cfg.method, METHODS)
+    check_sparsity("prune.sparsity", cfg.sparsity)
+    check_choice("prune.allocation", cfg.allocation, ("layerwise", "global", "erk"))
+    check_choice("prune.normalize", cfg.normalize, ("none", "l1", "l2", "max", "mean"))
+    check_choice("prune.structure", cfg.structure, ("unstructured", "n:m", "block"))
+    check_choice("prune.schedule", cfg.schedule, ("one_shot", "gradual", "iterative"))
+    check_range("prune.begin", cfg.begin, 0, None)
+    check_range("prune.frequency", cfg.frequency, 1, None)
+    check_range("prune.rounds", cfg.rounds, 1, None)
+    check_range("prune.power", cfg.power, 0.0, None, lo_open=True)
+    check_range("prune.drop_fraction", cfg.drop_fraction, 0.0, 1.0)
+    if cfg.end != -1 and cfg.end < cfg.begin:
+        raise ConfigError(f"prune.end: got {cfg.end}; must be -1 (auto) or >= prune.begin "
+                          f"({cfg.begin})")
+    if cfg.method in ("set", "rigl") and cfg.allocation == "global":
+        raise ConfigError(f"prune.allocation: got 'global' for method {cfg.method!r}; "
+                          "allowed: 'layerwise', 'erk'")
+
+
+def total_steps(ctx: Any) -> int:
+    t = ctx.config.train
+    return int(t.epochs) * (len(ctx.dataset.x_train) // int(t.batch_size))
+
+
+def build(cfg: ml_collections.ConfigDict, steps: int) -> Transform:
+    """The pruner (or SET/RigL transform) a config describes, for ``steps`` training steps."""
+    validate(cfg)
+    begin = int(cfg.begin)
+    end = int(cfg.end) if cfg.end != -1 else max(begin, int(0.75 * steps))
+    where = list(cfg.where) if cfg.where else None
+    if cfg.method in ("set", "rigl"):
+        return dst.dynamic_sparse(cfg.method, cfg.sparsity, drop_fraction=cfg.drop_fraction,
+                                  begin=begin, every=cfg.frequency, end=end,
+                                  allocation=cfg.allocation, where=where)
+    if cfg.schedule == "one_shot":
+        sched = schedules.one_shot(cfg.sparsity, at=begin)
+        gate = (begin, begin, 1)
+    elif cfg.schedule == "gradual":
+        # align end to the mask-update grid so the last update reaches the target exactly
+        end = begin + max(1, (end - begin) // int(cfg.frequency)) * int(cfg.frequency)
+        sched = schedules.polynomial(0.0, cfg.sparsity, begin, end, cfg.power, cfg.frequency)
+        gate = (begin, end, cfg.frequency)
+    else:
+        every = max(1, (end - begin) // int(cfg.rounds))
+        end = begin + every * int(cfg.rounds)
+        sched = schedules.polynomial(0.0, cfg.sparsity, begin, end, 1.0, every)
+        gate = (begin + every, end, every)
+    return pruner(cfg.method, sched, allocation=cfg.allocation, structure=cfg.structure,
+                  where=where, normalize=None if cfg.normalize == "none" else cfg.normalize,
+                  n=cfg.n, m=cfg.m, axis=cfg.axis, block=tuple(cfg.block), gate=gate)
+
+
+def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
+    """Wrap the experiment's optimizer so training prunes (masks in the optimizer state)."""
+    t = build(cfg, total_steps(ctx))
+    base = ctx.make_optimizer
+
+    def make_optimizer(learning_rate: float | None = None) -> optax.GradientTransformation:
+        return masked_optimizer(base(learning_rate), t, seed=int(cfg.seed))
+
+    # RunContext.fit and the sweep runner build the optimizer through ctx.make_optimizer
+    ctx.make_optimizer = make_optimizer
+    ctx.artifacts["prune_transform"] = t
+
+
+def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
+    """Ledger: sparsity of the pruned leaves, non-zeros, sparse bytes at rest, per-leaf table."""
+    state = ctx.fit_result.state
+    masks = get_masks(state.opt_state)
+    n = sum(int(m.size) for m in masks.values())
+    kept = sum(int(m.sum()) for m in masks.values())
+    params = state.params
+    bm = storage.tree_nbytes(storage.encode_tree(params, "bitmask"))
+    csr = storage.tree_nbytes(storage.encode_tree(params, "relative",
+                                                  index_bits=int(cfg.index_bits)))
+    dense = 4 * sum(int(x.size) for x in jax.tree.leaves(params))
+    ctx.ledger.update({"prune_sparsity": 1.0 - kept / max(n, 1), "prune_kept": kept,
+                       "bytes_bitmask": bm, "bytes_csr": csr, "bytes": min(bm, csr, dense),
+                       "ratio_bitmask": dense / bm, "ratio_csr": dense / csr})
+    ctx.artifacts["prune_report"] = sparsity_report(
+        params, model=ctx.model, model_state=state.model_state,
+        input_shape=ctx.dataset.input_shape)

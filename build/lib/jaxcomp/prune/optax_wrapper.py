@@ -1,0 +1,171 @@
+"""An optax wrapper that keeps pruned weights at exactly zero, masks in the optimizer state.
+
+``masked_optimizer(tx, pruner)`` is an ``optax.GradientTransformation``:
+
+1. the pruner's ``update`` runs on the current params and dense gradients
+   (gated on the step inside jit — mask recomputation costs nothing on other
+   steps; SNIP at step 0 sees the initial weights), then the inner optimizer
+   runs on the dense gradients;
+2. the returned updates send every weight the new mask prunes to exactly
+   ``0.0`` (``p + (-p) == 0`` in floating point); weights the mask newly
+   regrows (dynamic sparse training) start from zero;
+3. the inner optimizer's per-weight state (moments) is zero for every weight
+   that is not kept both before and after the step, so pruned weights carry
+   no stale momentum and regrown ones start fresh. A pruner that never regrows
+   (:class:`~jaxcomp.prune.pruner.ShrinkingPruner`, the default ``monotone=True``)
+   skips this: its pruned weights' updates are discarded for good, so their
+   moments can never reach the parameters, and the per-step cost is one select
+   per masked leaf.
+
+The pruner's state (masks, schedule, step) lives in the optimizer state, so
+one orbax checkpoint of a train state holds everything. The forward pass can
+use the raw params (``jaxcomp.train.fit(..., tx=masked_optimizer(...))``):
+they are exactly zero where masked after the first step. The gradients the
+pruner sees are the dense ones (needed by RigL's regrowth).
+
+Example:
+    >>> import jax.numpy as jnp, optax
+    >>> from jaxcomp.prune import magnitude
+    >>> from jaxcomp.prune.optax_wrapper import masked_optimizer, get_masks
+    >>> params = {"w": jnp.array([[1., -2.], [3., -4.]])}
+    >>> tx = masked_optimizer(optax.sgd(0.5), magnitude(0.5))
+    >>> state = tx.init(params)
+    >>> u, state = tx.update({"w": jnp.ones((2, 2))}, state, params)
+    >>> optax.apply_updates(params, u)["w"].tolist()
+    [[0.0, 0.0], [2.5, -4.5]]
+    >>> get_masks(state)["w"].tolist()
+    [[False, False], [True, True]]
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from jaxcomp.core import paths
+from jaxcomp.core.errors import ConfigError
+from jaxcomp.core.transform import Transform
+
+
+class MaskedState(NamedTuple):
+    """The wrapper's state: inner optimizer state, pruner state, step counter, key."""
+
+    inner: Any
+    prune: Any
+    count: jax.Array
+    key: jax.Array
+
+
+def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
+                     seed: int = 0, reset_moments: bool = True
+                     ) -> optax.GradientTransformation:
+    """Wrap ``tx`` so the weights ``pruner`` masks stay exactly zero.
+
+    Args:
+      tx: any optax optimizer or chain.
+      pruner: a pruning transform (:func:`jaxcomp.prune.pruner`, SET, RigL...).
+      seed: seeds the key passed to the pruner's ``update`` (random scores, SET
+        regrowth); the key is folded with the step, so it is explicit and reproducible.
+      reset_moments: zero the inner optimizer's per-weight state of pruned/regrown weights.
+
+    Returns:
+      An ``optax.GradientTransformation`` whose ``update`` requires ``params``.
+    """
+
+    def init(params):
+        return MaskedState(tx.init(params), pruner.init(params), jnp.zeros((), jnp.int32),
+                           jax.random.key_data(jax.random.key(seed)))
+
+    def update(grads, state, params=None):
+        if params is None:
+            raise ConfigError("masked_optimizer: update needs params (call "
+                              "tx.update(grads, opt_state, params))")
+        old = state.prune["masks"]
+
+        def run_pruner():
+            key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
+            return pruner.update(params, state.prune, step=state.count, grads=grads, key=key)
+
+        gate = _gate_open(state.prune, state.count)
+        # masks are recomputed from the current params and gradients (before this step's
+        # update), so the branch only reads buffers that exist anyway and the optimizer's
+        # elementwise update stays fused; a pruner whose state only changes at gated steps
+        # is not called on other steps; accumulating scores run every step
+        prune = run_pruner() if gate is None else lax.cond(gate, run_pruner,
+                                                           lambda: state.prune)
+        new = prune["masks"]
+        shrinks = getattr(pruner, "never_regrows", False)
+        # kept before and after the step; masks that only shrink make that the new mask
+        # (and the old masks need not outlive the branch, so XLA copies nothing)
+        both = new if shrinks else {p: old[p] & new[p] for p in new}
+        u, inner = tx.update(grads, state.inner, params)
+        # keep a weight's update only if it is kept before and after; else send it to 0
+        u = jax.tree_util.tree_map_with_path(
+            lambda kp, upd, w: _keep_or_zero(both, paths.path_to_str(kp), upd, w), u, params)
+        if reset_moments and not shrinks:
+            # zero the per-weight optimizer state of every weight not kept throughout; an
+            # elementwise select that fuses with the optimizer's own update (no branch)
+            inner = _reset(tx, inner, params, both)
+        return u, MaskedState(inner, prune, state.count + 1, state.key)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _gate_open(prune_state, step):
+    if not isinstance(prune_state, dict) or "gate" not in prune_state or "acc" in prune_state:
+        return None
+    g = prune_state["gate"]
+    return (step >= g["begin"]) & (step <= g["end"]) & (jnp.mod(step - g["begin"], g["every"])
+                                                        == 0)
+
+
+def _keep_or_zero(both, p, upd, w):
+    if p not in both:
+        return upd
+    return jnp.where(both[p], upd, -w).astype(upd.dtype)
+
+
+def _mask_tree(tree, masks):
+    return paths.map_with_path(
+        lambda p, x: jnp.where(masks[p], x, jnp.zeros((), x.dtype)) if p in masks else x, tree)
+
+
+def _reset(tx, inner, params, keep):
+    """Zero the inner state's per-parameter leaves wherever ``keep`` is False."""
+    keep_tree = paths.map_with_path(lambda p, x: keep[p] if p in keep else None, params)
+
+    def f(leaf, k):
+        if k is None or not hasattr(leaf, "shape") or leaf.shape != k.shape:
+            return leaf
+        return jnp.where(k, leaf, jnp.zeros((), leaf.dtype))
+
+    try:
+        return optax.tree_utils.tree_map_params(tx, f, inner, keep_tree,
+                                                is_leaf=lambda x: x is None)
+    except Exception:  # an optimizer whose state optax cannot map: leave it alone
+        return inner
+
+
+def get_masks(opt_state: Any) -> dict[str, jax.Array]:
+    """The ``{path: mask}`` dict from a :func:`masked_optimizer` state (searched recursively,
+    so it also works when the wrapper sits inside an ``optax.chain``)."""
+    found = find_prune_state(opt_state)
+    if found is None:
+        raise ConfigError("get_masks: no masked_optimizer state found in this optimizer state")
+    return found["masks"]
+
+
+def find_prune_state(opt_state: Any) -> Any:
+    """The pruner state inside an optimizer state, or ``None``."""
+    if isinstance(opt_state, MaskedState):
+        return opt_state.prune
+    if isinstance(opt_state, tuple | list):
+        for s in opt_state:
+            r = find_prune_state(s)
+            if r is not None:
+                return r
+    return None

@@ -1,0 +1,594 @@
+"""The sweep runner: expand a grid, skip finished runs, run the rest — settings
+that differ only in array-held numbers together in one vmapped program, the
+others one after another — and append one record per run to the store.
+
+Grouping: two settings share a program when their configs are equal after the
+*vector keys* are removed: ``seed``, ``train.learning_rate`` and each
+family's ``VECTOR_KEYS`` (e.g. ``prune.sparsity``). A group is vectorized when its model trains with
+the scanned epoch (MLPs without model state), no family needs per-batch
+Python callbacks (``extra_batch``), all settings build states of the same
+structure, and the swept numbers really are in the states (a family that
+bakes a swept number into Python code makes settings with different values
+give identical states: the group then falls back to one run at a time). The
+record's ``path`` says which way each run went and ``path_reason`` why.
+
+Example:
+    >>> import tempfile
+    >>> from jaxcomp.experiment import base_config
+    >>> from jaxcomp.sweep.grid import product
+    >>> cfg = base_config()
+    >>> cfg.data.name = "digits"; cfg.model.name = "mlp"; cfg.train.epochs = 1
+    >>> r = SweepRunner(cfg, product({"seed": [0, 1]}), tempfile.mkdtemp(), progress=False)
+    >>> summary = r.run()
+    >>> summary["ran"], summary["vectorized"], r.compiles
+    (2, 2, 1)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxcomp.core.errors import ConfigError
+from jaxcomp.distributed.sharding import check_divisible, host_tree
+from jaxcomp.distributed.supervise import is_peer_failure
+from jaxcomp.experiment import families
+from jaxcomp.experiment.ledger import count_nonzeros, count_params, forward_flops
+from jaxcomp.experiment.run import (
+    RunContext,
+    build_model,
+    load_data,
+    run_experiment,
+    validate,
+)
+from jaxcomp.sweep.grid import Spec, config_hash, expand
+from jaxcomp.sweep.store import ResultStore
+from jaxcomp.sweep.vectorized import VectorizedProgram, stack, train_stacked, unstack
+from jaxcomp.train.loop import FitResult
+from jaxcomp.train.state import create_state
+
+SCAN_MODELS = ("mlp", "lenet300", "nnx_mlp")
+
+
+@dataclasses.dataclass
+class Run:
+    """One setting of the sweep."""
+
+    index: int
+    setting: dict[str, Any]
+    config: ml_collections.ConfigDict
+    key: str
+
+
+def vector_keys() -> set[str]:
+    """``seed``, ``train.learning_rate`` (held in the optimizer state, see
+    :func:`jaxcomp.experiment.run.make_optimizer`) and every available family's
+    ``VECTOR_KEYS`` as dotted config keys."""
+    out = {"seed", "train.learning_rate"}
+    for name, fam in families.available().items():
+        for k in getattr(fam, "VECTOR_KEYS", ()):
+            out.add(k if k.startswith(name + ".") else f"{name}.{k}")
+    return out
+
+
+def extra_arrays_of(extra_batch: Any, ds: Any) -> dict[str, np.ndarray] | None:
+    """The per-example arrays behind an ``extra_batch`` callable, if it only indexes them.
+
+    Recognized: an ``arrays`` attribute, or (``jaxcomp.distill.cache.cached_extra_batch``)
+    a closure over a dict named ``arrays``; each array must have one row per training
+    example. Anything else returns ``None`` (the runs go one by one).
+    """
+    if extra_batch is None:
+        return None
+    arrays = getattr(extra_batch, "arrays", None)
+    code, cells = getattr(extra_batch, "__code__", None), getattr(extra_batch, "__closure__", None)
+    if arrays is None and code is not None and cells and "arrays" in code.co_freevars:
+        arrays = cells[code.co_freevars.index("arrays")].cell_contents
+    if not isinstance(arrays, dict) or not arrays:
+        return None
+    n = len(ds.x_train)
+    if not all(hasattr(v, "shape") and len(v.shape) and v.shape[0] == n for v in arrays.values()):
+        return None
+    return arrays
+
+
+def _without(d: dict[str, Any], dotted: set[str]) -> dict[str, Any]:
+    d = copy.deepcopy(d)
+    for key in dotted:
+        *parents, last = key.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return d
+
+
+def group_key(cfg: ml_collections.ConfigDict, vkeys: set[str]) -> str:
+    """Settings with equal group keys can share one compiled program."""
+    keys = set(vkeys)
+    if cfg.data.val_fraction:  # the validation split depends on the seed
+        keys.discard("seed")
+    return config_hash(_without(cfg.to_dict(), keys))
+
+
+def _mesh_free(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as a dict without its ``mesh`` block (results do not depend on it)."""
+    d = cfg.to_dict()
+    d.pop("mesh", None)
+    return d
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for p in dotted.split("."):
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def _fingerprint(tree: Any) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(tree):
+        if jax.dtypes.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        h.update(np.asarray(leaf).tobytes())
+    return h.hexdigest()
+
+
+def _one_step(ctx: RunContext, state: Any) -> str:
+    """A fingerprint of one train step of ``ctx``'s functions from ``state`` on the
+    first batch (to tell settings whose numbers are baked into code apart)."""
+    from jaxcomp.train.step import train_step_fn
+
+    cfg = ctx.config
+    step = jax.jit(train_step_fn(ctx.model, ctx.make_optimizer(), ctx.transform, ctx.loss_fn))
+    idx = np.arange(cfg.train.batch_size)
+    batch = {"x": ctx.dataset.x_train[idx], "y": ctx.dataset.y_train[idx]}
+    batch.update({k: v[idx] for k, v in (extra_arrays_of(ctx.extra_batch, ctx.dataset)
+                                         or {}).items()})
+    if ctx.loss_state is not None:
+        batch["loss_state"] = ctx.loss_state
+    new, metrics = step(state, batch)
+    return _fingerprint((new.params, new.opt_state, new.comp_state, metrics))
+
+
+def _signature(tree: Any) -> str:
+    leaves, treedef = jax.tree.flatten(tree)
+    return str(treedef) + str([(np.shape(x), str(getattr(x, "dtype", type(x))))
+                               for x in leaves])
+
+
+class SweepRunner:
+    """Run every setting of ``spec`` over ``base`` into the store at ``out_dir``.
+
+    Args:
+      base: the locked base config (after ``--set`` overrides).
+      spec: the sweep spec, or ``None`` for one run.
+      out_dir: the sweep directory (``results.jsonl``, ``manifest.json``).
+      chunk_size: at most this many settings per vmapped program call; a group
+        is split into equal chunks (the last padded by repeating a setting) so
+        the program compiles once.
+      vectorize: ``"auto"`` (vectorize where possible), or ``False``.
+      progress: show a rich progress bar with ETA.
+      tensorboard: write TensorBoard event files under ``out_dir/tb/<key>``.
+      place: called on each stacked state before training (a device-placement hook).
+      config_path: recorded in the manifest.
+      mesh: a device mesh (:func:`jaxcomp.distributed.make_mesh`) over all processes:
+        vectorized groups split their settings over its ``sweep`` axis (chunks
+        padded to a multiple of its size) and every batch over ``data``;
+        one-by-one runs are data-parallel over the whole mesh. With several
+        processes every process runs the same program and only process 0 writes
+        the store; which runs are pending is process 0's decision.
+
+    A run's key and the sweep's hash leave out the config's ``mesh`` block: the
+    results do not depend on it, so a sweep started on one mesh resumes on another.
+    """
+
+    def __init__(self, base: ml_collections.ConfigDict, spec: Spec | None, out_dir: str, *,
+                 chunk_size: int = 32, vectorize: bool | str = "auto", progress: bool = True,
+                 tensorboard: bool = False, place: Callable[[Any], Any] | None = None,
+                 config_path: str = "", log: Callable[[str], None] | None = None,
+                 mesh: Mesh | None = None):
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ConfigError(f"sweep chunk_size: got {chunk_size!r}; allowed range [1, inf)")
+        if vectorize not in ("auto", True, False):
+            raise ConfigError(f"sweep vectorize: got {vectorize!r}; allowed 'auto', True, False")
+        pairs = expand(base, spec)
+        fams = families.available()
+        for _, cfg in pairs:  # every setting's values are checked before anything runs
+            validate(cfg)
+            for name, fam in fams.items():
+                if name in cfg and cfg[name].get("method", "none") != "none" and \
+                        callable(getattr(fam, "validate", None)):
+                    fam.validate(cfg[name])
+            if mesh is not None:
+                check_divisible("train.batch_size", cfg.train.batch_size, mesh, "data")
+        self.base, self.spec = base, spec
+        self.runs = [Run(i, s, c, config_hash(_mesh_free(c))) for i, (s, c) in enumerate(pairs)]
+        self.chunk_size, self.vectorize, self.progress = chunk_size, vectorize, progress
+        self.place, self.tensorboard = place, tensorboard
+        self.mesh = mesh
+        self.multiple_of = 1 if mesh is None else int(mesh.shape["sweep"])
+        self.writer = jax.process_index() == 0
+        say = log or (lambda msg: print(msg, file=sys.stderr))
+        self.log = say if self.writer else (lambda msg: None)
+        self.sweep_hash = config_hash({"base": _mesh_free(base),
+                                       "settings": [r.setting for r in self.runs]})
+        if tensorboard:
+            from jaxcomp.sweep.tblog import require_tensorboard
+
+            require_tensorboard()
+        self.store = ResultStore(out_dir, read_only=not self.writer)
+        refusal = ""
+        if self.writer:
+            try:
+                self.store.claim(self.sweep_hash, {
+                    "config_path": config_path, "spec": spec.to_json() if spec else None,
+                    "swept_keys": spec.keys() if spec else [], "num_runs": len(self.runs),
+                    "base_config": base.to_dict()})
+            except ConfigError as e:
+                refusal = str(e)
+        if jax.process_count() > 1:  # every process stops, not only process 0
+            from jaxcomp.distributed.agree import check_same, from_writer
+
+            check_same("sweep (config, grid or mesh)", {
+                "sweep": self.sweep_hash, "chunk_size": chunk_size, "vectorize": vectorize,
+                "mesh": None if mesh is None else dict(mesh.shape)})
+            refusal = from_writer(refusal)
+        if refusal:
+            raise ConfigError(refusal)
+        self.compiles = 0
+        self.eval_compiles = 0
+        self._datasets: dict[str, Any] = {}
+        self._meta: dict[str, Any] | None = None
+        self._bar: _Bar | None = None
+        self._train_ids: list[int] | None = None
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _dataset(self, cfg: ml_collections.ConfigDict):
+        k = config_hash({"data": cfg.data.to_dict(),
+                         "seed": cfg.seed if cfg.data.val_fraction else None})
+        if k not in self._datasets:
+            self._datasets[k] = load_data(cfg)
+        return self._datasets[k]
+
+    def _common(self) -> dict[str, Any]:
+        if self._meta is None:
+            from jaxcomp import __version__
+            from jaxcomp.experiment.paper_table import git_commit
+
+            self._meta = {"version": __version__, "commit": git_commit(),
+                          "mesh": None if self.mesh is None else dict(self.mesh.shape),
+                          "processes": jax.process_count()}
+        return self._meta
+
+    def _record(self, run: Run, result: dict[str, Any], path: str, reason: str,
+                group: str, **extra: Any) -> dict[str, Any]:
+        m = result["metrics"]
+        status = "diverged" if m.get("diverged") else "ok"
+        swept = self.spec.keys() if self.spec else []
+        rec = {"key": run.key, "index": run.index, "status": status,
+               "setting": {k: _get(result["config"], k) for k in swept},
+               "seed": run.config.seed, "metrics": m, "ledger": result["ledger"],
+               "timings": {"train_seconds": m.get("train_seconds"),
+                           "total_seconds": m.get("total_seconds"), **extra.pop("timings", {})},
+               "path": path, "path_reason": reason, "group": group, **extra,
+               "config": result["config"], **self._common(),
+               "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+        self.store.append(rec)
+        if self.tensorboard and self.writer:
+            from jaxcomp.sweep.tblog import write_run
+
+            write_run(self.store.dir / "tb" / run.key, rec)
+        return rec
+
+    # -- the two paths ----------------------------------------------------------------------
+
+    def _sequential(self, run: Run, reason: str, group: str) -> dict[str, Any]:
+        try:
+            result = run_experiment(run.config, dataset=self._dataset(run.config),
+                                    out_dir=str(self.store.dir / "runs" / run.key),
+                                    mesh=self.mesh)
+        except ConfigError:
+            raise
+        except Exception as e:  # recorded, retried on the next run of the sweep
+            if is_peer_failure(e):  # another process died: the whole sweep stops
+                raise
+            rec = {"key": run.key, "index": run.index, "status": "error",
+                   "error": f"{type(e).__name__}: {e}"[:2000], "config": run.config.to_dict(),
+                   "path": "sequential", **self._common()}
+            self.store.append(rec)
+            self.log(f"sweep: run {run.index} ({run.key}) failed: {rec['error'][:200]}")
+            return rec
+        return self._record(run, result, "sequential", reason, group)
+
+    def _contexts(self, runs: list[Run]) -> tuple[list[RunContext], list[Any], str]:
+        """Set up every run of a group; ``reason`` is empty when they can be vmapped."""
+        ctxs, states = [], []
+        init_fn = None
+        for run in runs:
+            cfg = run.config
+            ds = self._dataset(cfg)
+            ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=False)
+            for name, fam in families.available().items():
+                if name in cfg and cfg[name].get("method", "none") != "none":
+                    fam.setup(cfg[name], ctx)
+            if ctx.extra_batch is not None and extra_arrays_of(ctx.extra_batch, ds) is None:
+                return ctxs, states, "a family feeds per-batch data from Python (extra_batch)"
+            tx = ctx.make_optimizer()
+            if init_fn is None:  # one compile for the group instead of eager op-by-op init
+                init_fn = jax.jit(ctx.model.init)
+            init_key, run_key = jax.random.split(jax.random.key(cfg.seed))
+            params, ms = init_fn(init_key, jnp.asarray(ds.x_train[:1]))
+            state = create_state(params, ms, tx, key=run_key, transform=ctx.transform)
+            if jax.tree.leaves(state.model_state):
+                return ctxs, states, "the model has a model state (e.g. BatchNorm)"
+            ctxs.append(ctx)
+            states.append(state)
+        sig = {_signature((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)}
+        if len(sig) > 1:
+            return ctxs, states, "settings build states of different structure"
+        extras = {_fingerprint(extra_arrays_of(c.extra_batch, c.dataset) or {}) for c in ctxs}
+        if len(extras) > 1:
+            return ctxs, states, "settings feed different per-example data (extra_batch)"
+        if (ctxs[0].loss_state is None) != all(c.loss_state is None for c in ctxs):
+            return ctxs, states, "settings build states of different structure"
+        # Settings whose whole starting state is identical train identically, unless a
+        # swept number is baked into a family's Python code: one train step of each on the
+        # same state and batch tells the two apart. Identical ones train once, shared.
+        fps = [_fingerprint((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)]
+        vk = sorted(vector_keys() - {"seed"})
+        vals = [config_hash([_get(r.config.to_dict(), k) for k in vk]) for r in runs]
+        first: dict[str, int] = {}
+        checked: dict[tuple[str, str], bool] = {}
+        ref_out: dict[int, str] = {}
+        train_ids = []
+        for i, fp in enumerate(fps):
+            if fp not in first:
+                first[fp] = i
+                train_ids.append(i)
+                continue
+            j = first[fp]
+            pair = (vals[j], vals[i])
+            if pair not in checked:
+                if j not in ref_out:
+                    ref_out[j] = _one_step(ctxs[j], states[j])
+                checked[pair] = _one_step(ctxs[i], states[i]) == ref_out[j]
+            if not checked[pair]:
+                return ctxs, states, ("a swept number is not held in the compression, "
+                                      "optimizer or loss state (settings with identical "
+                                      "states train differently)")
+            train_ids.append(j)
+        self._train_ids = train_ids
+        return ctxs, states, ""
+
+    def _vectorized(self, runs: list[Run], ctxs: list[RunContext], states: list[Any],
+                    group: str, prog_cache: dict[str, VectorizedProgram]) -> list[dict]:
+        cfg0, ctx0 = runs[0].config, ctxs[0]
+        ds = ctx0.dataset
+        t0 = time.perf_counter()
+        if group not in prog_cache:
+            prog_cache[group] = VectorizedProgram(
+                ctx0.model, ctx0.make_optimizer(), batch_size=cfg0.train.batch_size,
+                transform=ctx0.transform, loss_fn=ctx0.loss_fn, mesh=self.mesh)
+        prog = prog_cache[group]
+        before = prog.compiles
+        train_ids = getattr(self, "_train_ids", None) or list(range(len(runs)))
+        uniq = list(dict.fromkeys(train_ids))  # runs that train; others share their result
+        n = len(uniq)
+        size = -(-n // math.ceil(n / self.chunk_size))  # equal chunks of at most chunk_size
+        size = -(-size // self.multiple_of) * self.multiple_of  # e.g. the mesh's sweep axis
+        records = []
+        for start in range(0, n, size):
+            part = uniq[start:start + size]
+            padded = part + [part[-1]] * (size - len(part))
+            tc = time.perf_counter()
+            stacked = stack([states[i] for i in padded])
+            ls = None if ctx0.loss_state is None else stack([ctxs[i].loss_state for i in padded])
+            out = train_stacked(prog, stacked, ds, seeds=[runs[i].config.seed for i in padded],
+                                epochs=cfg0.train.epochs, loss_states=ls, place=self.place,
+                                extra_arrays=extra_arrays_of(ctx0.extra_batch, ds))
+            jax.block_until_ready(out.state)
+            chunk_seconds = time.perf_counter() - tc
+            finals = unstack(out.state if self.mesh is None else host_tree(out.state),
+                             len(part))
+            flops = None
+            members = [i for i, t in enumerate(train_ids) if t in part]
+            for i in members:
+                j = part.index(train_ids[i])
+                shared = sum(t == train_ids[i] for t in train_ids)
+                records.append(self._finish(runs[i], ctxs[i], finals[j], out, j, group,
+                                            chunk_seconds, len(part), prog, flops,
+                                            shared=shared, share_n=len(members)))
+                flops = records[-1]["ledger"].get("flops", flops)
+                self._advance()
+        self.compiles += prog.compiles - before
+        self.log(f"sweep: group {group}: {n} runs vectorized in "
+                 f"{time.perf_counter() - t0:.1f} s, {prog.compiles - before} compile(s)")
+        return records
+
+    def _finish(self, run: Run, ctx: RunContext, state: Any, out: Any, j: int, group: str,
+                chunk_seconds: float, chunk_n: int, prog: VectorizedProgram,
+                flops: float | None, shared: int = 1, share_n: int = 0) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        steps = len(ctx.dataset.x_train) // run.config.train.batch_size
+        last = out.losses.shape[0] if out.diverged_step[j] < 0 else out.diverged_step[j] // steps
+        history = [{"epoch": e + 1, "train_loss": float(out.losses[e, j]),
+                    "train_accuracy": float(out.accuracies[e, j])} for e in range(last)]
+        diverged = bool(out.diverged_step[j] >= 0)
+        if history and not diverged and out.test_accuracy is not None:
+            history[-1].update({"test_accuracy": float(out.test_accuracy[j]),
+                                "test_nll": float(out.test_nll[j])})
+        share = chunk_seconds / max(share_n, chunk_n)
+        ctx.fit_result = FitResult(state, history, diverged,
+                                   int(out.diverged_step[j]) if diverged else None, share)
+        ctx.metrics.update({k: v for k, v in ctx.fit_result.final.items() if k != "epoch"})
+        ctx.metrics["diverged"] = diverged
+        if diverged:
+            ctx.metrics["diverged_step"] = int(out.diverged_step[j])
+        else:
+            eff = ctx.transform.apply(state.params, state.comp_state) if ctx.transform \
+                else state.params
+            n = count_params(eff)
+            if flops is None:
+                flops = forward_flops(ctx.model, eff, state.model_state,
+                                      ctx.dataset.input_shape)
+            ctx.ledger.update({"params": n, "nonzeros": count_nonzeros(eff),
+                               "bytes_fp32": 4 * n, "bytes": 4 * n, "flops": flops})
+            for name, fam in families.available().items():
+                cfg = run.config
+                if name in cfg and cfg[name].get("method", "none") != "none":
+                    fam.after_train(cfg[name], ctx)
+        ctx.metrics["train_seconds"] = share
+        ctx.metrics["total_seconds"] = share + time.perf_counter() - t0
+        from jaxcomp.experiment.run import _plain
+
+        result = {"config": run.config.to_dict(), "metrics": _plain(ctx.metrics),
+                  "ledger": _plain(ctx.ledger)}
+        reason = f"vmapped with {chunk_n - 1} other setting(s)" if chunk_n > 1 else "vmapped"
+        if shared > 1:
+            reason += (f"; training shared by {shared} settings that differ only after "
+                       "training (identical states and train steps)")
+        return self._record(run, result, "vectorized", reason, group,
+                            compiles=prog.compiles, history=history,
+                            timings={"chunk_seconds": chunk_seconds, "chunk_size": chunk_n})
+
+    # -- driver -----------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance()
+
+    def pending(self) -> list[Run]:
+        """The runs not finished in the store yet (process 0's store decides)."""
+        done = self.finished_keys()
+        return [r for r in self.runs if r.key not in done]
+
+    def finished_keys(self) -> set[str]:
+        """The finished runs' keys, as process 0's store has them (on every process)."""
+        done = self.store.finished_keys() if self.writer else set()
+        if jax.process_count() > 1:
+            from jaxcomp.distributed.agree import from_writer
+
+            done = set(from_writer(sorted(done)))
+        return done
+
+    def run(self) -> dict[str, Any]:
+        """Run every pending setting; returns a summary (counts, compiles, seconds)."""
+        t0 = time.perf_counter()
+        todo = self.pending()
+        skipped = len(self.runs) - len(todo)
+        if skipped:
+            self.log(f"sweep: {skipped} of {len(self.runs)} runs already finished; skipping them")
+        vk = vector_keys()
+        groups: dict[str, list[Run]] = {}
+        for r in todo:
+            groups.setdefault(group_key(r.config, vk), []).append(r)
+        self._bar = _Bar(len(todo)) if self.progress and todo and self.writer else None
+        counts = {"vectorized": 0, "sequential": 0, "diverged": 0, "error": 0}
+        prog_cache: dict[str, VectorizedProgram] = {}
+        try:
+            for gk, runs in groups.items():
+                cfg = runs[0].config
+                reason = ""
+                if self.vectorize is False:
+                    reason = "vectorization turned off"
+                elif len(runs) < 2:
+                    reason = "a group of one setting"
+                elif cfg.train.scan in ("off", False):
+                    reason = f"train.scan is {cfg.train.scan!r}"
+                elif cfg.model.name not in SCAN_MODELS:
+                    reason = (f"model {cfg.model.name!r} trains with the per-step loop "
+                              f"(vectorized: {', '.join(SCAN_MODELS)})")
+                elif cfg.train.epochs == 0:
+                    reason = "train.epochs is 0"
+                recs = None
+                if not reason:
+                    self._train_ids = None
+                    ctxs, states, reason = self._contexts(runs)
+                    if not reason:
+                        try:
+                            recs = self._vectorized(runs, ctxs, states, gk, prog_cache)
+                        except ConfigError:
+                            raise
+                        except Exception as e:  # e.g. out of memory: go one by one
+                            if is_peer_failure(e):
+                                raise
+                            reason = f"the vectorized program failed: {type(e).__name__}: " \
+                                     f"{str(e)[:300]}"
+                            done = self.finished_keys()
+                            recs = [r for r in self.store.latest() if r["key"] in done and
+                                    r["key"] in {x.key for x in runs}]
+                            runs = [r for r in runs if r.key not in done]
+                if recs is None or reason:
+                    self.log(f"sweep: group {gk}: {len(runs)} run(s) one by one ({reason})")
+                    recs = list(recs or [])
+                    for r in runs:
+                        recs.append(self._sequential(r, reason, gk))
+                        self._advance()
+                for rec in recs:
+                    if rec["status"] == "error":
+                        counts["error"] += 1
+                        continue
+                    counts[rec["path"]] += 1
+                    counts["diverged"] += rec["status"] == "diverged"
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+        self.eval_compiles = sum(p.eval_compiles for p in prog_cache.values())
+        return {"runs": len(self.runs), "skipped": skipped, "ran": len(todo), **counts,
+                "compiles": self.compiles, "seconds": time.perf_counter() - t0,
+                "out": str(self.store.dir)}
+
+
+class _Bar:
+    def __init__(self, total: int):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("runs"), TimeElapsedColumn(), TextColumn("eta"),
+                                 TimeRemainingColumn(), transient=False,
+                                 console=_stderr_console())
+        self.progress.start()
+        self.task = self.progress.add_task("sweep", total=total)
+
+    def advance(self) -> None:
+        self.progress.update(self.task, advance=1)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def run_sweep(base: ml_collections.ConfigDict, spec: Spec | None, out_dir: str,
+              **kwargs: Any) -> dict[str, Any]:
+    """Convenience wrapper: ``SweepRunner(base, spec, out_dir, **kwargs).run()``."""
+    return SweepRunner(base, spec, out_dir, **kwargs).run()

@@ -1,0 +1,139 @@
+"""Jitted train and eval steps that take an optional compression transform.
+
+The forward pass sees ``transform.apply(params, comp_state)``; gradients flow
+to the raw params through it (straight-through where the transform says so);
+``transform.update`` runs inside the step after the optimizer update.
+
+Example:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> import flax.linen as nn
+    >>> from jaxcomp.flax import from_linen
+    >>> from jaxcomp.train import create_state, make_train_step
+    >>> model = from_linen(nn.Dense(2)); tx = optax.sgd(0.1)
+    >>> params, ms = model.init(jax.random.key(0), jnp.ones((1, 3)))
+    >>> state = create_state(params, ms, tx, key=jax.random.key(1))
+    >>> step = make_train_step(model, tx)
+    >>> state, metrics = step(state, {"x": jnp.ones((4, 3)), "y": jnp.zeros(4, jnp.int32)})
+    >>> int(state.step), sorted(metrics)
+    (1, ['accuracy', 'loss'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcomp.core.transform import Transform, identity
+from jaxcomp.flax.model import Model
+from jaxcomp.train.losses import correct, cross_entropy, per_example_nll
+from jaxcomp.train.state import TrainState
+
+Batch = dict[str, jax.Array]
+LossFn = Callable[[jax.Array, Batch], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+def default_loss(logits: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Cross-entropy against ``batch["y"]``; also reports batch accuracy."""
+    return cross_entropy(logits, batch["y"]), {"accuracy": jnp.mean(correct(logits, batch["y"]))}
+
+
+def train_step_fn(model: Model, tx: optax.GradientTransformation,
+                  transform: Transform | None = None, loss_fn: LossFn | None = None,
+                  ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+    """The un-jitted step ``(state, batch) -> (state, metrics)`` (for ``lax.scan`` or ``vmap``)."""
+    transform = transform or identity()
+    loss_fn = loss_fn or default_loss
+
+    def step(state: TrainState, batch: Batch):
+        rng = jax.random.fold_in(state.key, state.step)
+
+        def objective(params):
+            eff = transform.apply(params, state.comp_state)
+            logits, new_ms = model.apply(eff, state.model_state, batch["x"], train=True, rng=rng)
+            loss, aux = loss_fn(logits, batch)
+            return loss, (new_ms, aux)
+
+        (loss, (new_ms, aux)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        comp_state = transform.update(params, state.comp_state, step=state.step, grads=grads,
+                                      key=jax.random.fold_in(rng, 1))
+        new = TrainState(state.step + 1, params, opt_state, comp_state, new_ms, state.key)
+        return new, {"loss": loss, **aux}
+
+    return step
+
+
+def make_train_step(model: Model, tx: optax.GradientTransformation,
+                    transform: Transform | None = None, loss_fn: LossFn | None = None,
+                    *, donate: bool = True):
+    """The jitted train step; the input state's buffers are donated."""
+    return jax.jit(train_step_fn(model, tx, transform, loss_fn),
+                   donate_argnums=(0,) if donate else ())
+
+
+def eval_step_fn(model: Model, transform: Transform | None = None):
+    """``(params, comp_state, model_state, x, y, weight) -> sums`` of correct and NLL."""
+    transform = transform or identity()
+
+    def step(params, comp_state, model_state, x, y, weight):
+        eff = transform.apply(params, comp_state)
+        logits, _ = model.apply(eff, model_state, x, train=False)
+        return {"correct": jnp.sum(correct(logits, y) * weight),
+                "nll": jnp.sum(per_example_nll(logits, y) * weight),
+                "count": jnp.sum(weight)}
+
+    return step
+
+
+def evaluate(model: Model, params: Any, model_state: Any, x: Any, y: Any, *,
+             transform: Transform | None = None, comp_state: Any = (),
+             batch_size: int = 1000, step_fn: Callable | None = None) -> dict[str, float]:
+    """Accuracy and mean NLL over ``(x, y)``; one compile (the last batch is padded)."""
+    import numpy as np
+
+    fn = step_fn or jax.jit(eval_step_fn(model, transform))
+    n = len(x)
+    bs = min(batch_size, n)
+    totals = {"correct": 0.0, "nll": 0.0, "count": 0.0}
+    for i in range(0, n, bs):
+        xb, yb = np.asarray(x[i:i + bs]), np.asarray(y[i:i + bs])
+        w = np.ones(len(xb), np.float32)
+        if len(xb) < bs:
+            pad = bs - len(xb)
+            xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+            yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
+            w = np.concatenate([w, np.zeros(pad, np.float32)])
+        out = fn(params, comp_state, model_state, xb, yb, w)
+        for k in totals:
+            totals[k] += float(out[k])
+    return {"accuracy": totals["correct"] / totals["count"],
+            "nll": totals["nll"] / totals["count"]}
+
+
+def make_epoch_scan(step: Callable, batch_size: int):
+    """A jitted whole epoch as one ``lax.scan`` over device-resident data.
+
+    ``epoch(state, x, y, perm, loss_state=None) -> (state, mean_metrics)``; ``perm``
+    is the epoch's shuffled order (its length a multiple of ``batch_size``);
+    ``loss_state`` (numbers the loss reads, e.g. a distillation temperature) is
+    passed to the loss as ``batch["loss_state"]``.
+    """
+
+    def epoch(state, x, y, perm, loss_state=None):
+        idx = perm.reshape((-1, batch_size))
+
+        def body(s, ix):
+            batch = {"x": x[ix], "y": y[ix]}
+            if loss_state is not None:
+                batch["loss_state"] = loss_state
+            return step(s, batch)
+
+        state, metrics = jax.lax.scan(body, state, idx)
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    return jax.jit(epoch, donate_argnums=(0,))
