@@ -60,7 +60,7 @@ from jaxcomp.flax.model import Model
 from jaxcomp.train.epoch_end import close_epoch, resumed_history
 from jaxcomp.train.loop import FitResult, init_state
 from jaxcomp.train.state import TrainState, own_copy
-from jaxcomp.train.step import LossFn, eval_step_fn, train_step_fn
+from jaxcomp.train.step import LossFn, eval_step_fn, scan_by_default, train_step_fn
 
 
 def sharded_init(model: Model, ds: Dataset, tx: optax.GradientTransformation, mesh: Mesh, *,
@@ -213,7 +213,7 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
     history = resumed_history(checkpoint_dir, start)
     state = put_global(state, state_sh)
     if scan is None:
-        scan = not jax.tree.leaves(state.model_state)
+        scan = scan_by_default(state)
     has_ls = loss_state is not None
     ls = put_global(loss_state, replicated(mesh)) if has_ls else None
     run, eval_fn = _programs(model, tx, transform, loss_fn, mesh, state_sh, has_ls, bool(scan))

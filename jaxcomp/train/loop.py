@@ -40,6 +40,7 @@ from jaxcomp.train.step import (
     evaluate,
     make_epoch_scan,
     make_train_step,
+    scan_by_default,
     train_step_fn,
 )
 
@@ -92,8 +93,9 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
       loss_fn: ``(logits, batch) -> (loss, aux)``; cross-entropy by default.
       state: start from this state instead of a fresh one (fine-tuning). It is
         copied on entry: the caller's arrays are never donated to the step.
-      scan: run each epoch as one ``lax.scan`` (default: for models without a
-        model state, i.e. MLPs and LeNets, where it is faster on CPU).
+      scan: run each epoch as one ``lax.scan``; ``None`` decides by
+        :func:`jaxcomp.train.step.scan_by_default` (dense-only models without a
+        model state: faster on CPU).
       checkpoint_dir: save every epoch; resume from the newest checkpoint there.
       eval_every: evaluate on the test split every this many epochs (and at the end).
       progress: show a progress bar.
@@ -116,8 +118,7 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
     else:
         state = own_copy(state)  # the steps donate their input; keep the caller's arrays
     if scan is None:
-        scan = not jax.tree.leaves(state.model_state) and extra_batch is None \
-            and model.name in ("mlp", "lenet300", "nnx_mlp")
+        scan = scan_by_default(state, per_step_extras=extra_batch is not None)
     ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir else None
     start = 0
     history: list[dict[str, float]] = []

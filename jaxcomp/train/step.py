@@ -115,6 +115,31 @@ def evaluate(model: Model, params: Any, model_state: Any, x: Any, y: Any, *,
             "nll": totals["nll"] / totals["count"]}
 
 
+def scan_by_default(state: TrainState, *, per_step_extras: bool = False) -> bool:
+    """Whether an epoch runs as one ``lax.scan`` unless the caller says otherwise.
+
+    The rule is structural, from measurements on XLA:CPU: a scanned epoch is
+    about 2x faster for dense-only models (LeNet-300-100: 0.6 s vs 1.1 s an
+    epoch) but 2-3x slower once convolutions sit inside the scan, and a model
+    state (BatchNorm statistics) or per-step extras fed from Python (cached
+    teacher outputs) need the per-step loop. So: scan when every parameter is
+    at most a matrix, there is no model state and no per-step extra.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from jaxcomp.train.state import create_state
+        >>> dense = create_state({"k": jnp.ones((4, 2))}, {}, optax.sgd(0.1),
+        ...                      key=jax.random.key(0))
+        >>> conv = create_state({"k": jnp.ones((3, 3, 1, 2))}, {}, optax.sgd(0.1),
+        ...                     key=jax.random.key(0))
+        >>> scan_by_default(dense), scan_by_default(conv)
+        (True, False)
+    """
+    if per_step_extras or jax.tree.leaves(state.model_state):
+        return False
+    return all(jnp.ndim(x) <= 2 for x in jax.tree.leaves(state.params))
+
+
 def make_epoch_scan(step: Callable, batch_size: int):
     """A jitted whole epoch as one ``lax.scan`` over device-resident data.
 
