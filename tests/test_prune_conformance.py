@@ -53,3 +53,54 @@ def test_dynamic_sparse_conforms(method):
 
     check_transform(lambda: make(0.7), hparam_factory=make, hparam_values=[0.5, 0.9],
                     param_sets=("linen",))
+
+
+def _score_case(name):
+    from jaxcomp.prune.scores import ACCUMULATES
+
+    return dict(score=name, gate=(1, 7, 3)) if name in ACCUMULATES else dict(score=name)
+
+
+def _check_score(name):
+    kw = _score_case(name)
+    check_transform(lambda: pruner(sparsity=0.6, **kw),
+                    hparam_factory=lambda s: pruner(sparsity=s, **kw),
+                    hparam_values=[0.3, 0.8], param_sets=("linen",))
+
+
+def test_every_registered_score_conforms():
+    from jaxcomp.prune.scores import SCORES
+
+    assert list(SCORES)[:5] == ["magnitude", "random", "snip", "taylor", "movement"]
+    for name in SCORES:
+        _check_score(name)
+
+
+def test_a_new_score_is_one_function_and_one_registration():
+    """Registering a score makes it a pruner, a config method and a conformance case."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxcomp.experiment import base_config
+    from jaxcomp.experiment.validate import validate_config
+    from jaxcomp.prune.scores import SCORES, register_score, unregister_score
+
+    @register_score("cube_magnitude")
+    def _cube(w, g, key):
+        return jnp.abs(w) ** 3
+
+    try:
+        assert "cube_magnitude" in SCORES
+        _check_score("cube_magnitude")
+        cfg = base_config()
+        cfg.prune.method = "cube_magnitude"
+        validate_config(cfg)
+        v = np.array([3, -1, 4, -1.5, 5, -9, 2, -6, 5.3, -0.5, 8, -7], np.float32)
+        w = {"Dense_0": {"kernel": jnp.asarray(v.reshape(3, 4))}}
+        t = pruner("cube_magnitude", 0.5)
+        st = t.update(w, t.init(w), step=0)
+        kept = np.asarray(t.apply(w, st)["Dense_0"]["kernel"]) != 0
+        np.testing.assert_array_equal(kept.ravel(), np.abs(v) >= 5)  # the 6 largest |w|
+    finally:
+        unregister_score("cube_magnitude")
+    assert "cube_magnitude" not in SCORES

@@ -35,11 +35,11 @@ from jaxcomp.prune.masks import check_sparsity
 from jaxcomp.prune.optax_wrapper import get_masks, masked_optimizer
 from jaxcomp.prune.pruner import pruner
 from jaxcomp.prune.report import sparsity_report
-from jaxcomp.prune.scores import SCORES
+from jaxcomp.prune.scores import method_names
 
 #: Config keys that only change arrays in the pruner state (safe to vmap over).
 VECTOR_KEYS: tuple[str, ...] = ("sparsity",)
-METHODS = ("none", *SCORES, "set", "rigl")
+METHODS = method_names(("none",), ("set", "rigl"))  # every registered score, live
 
 
 def default_config() -> ml_collections.ConfigDict:
