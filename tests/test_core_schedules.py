@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxcomp.core import schedules as S
+from jaxcomp.core.errors import ConfigError
 
 
 def zhu_gupta(t, si, sf, t0, n_dt, dt):
@@ -45,3 +46,21 @@ def test_as_schedule():
     assert isinstance(S.as_schedule(0.3), S.Constant)
     s = S.cosine(0, 1)
     assert S.as_schedule(s) is s
+
+
+@pytest.mark.parametrize("make", [
+    lambda: S.Polynomial(0.0, 0.9, begin=100, end=10),
+    lambda: S.Cosine(0.5, 0.0, begin=50, end=5),
+    lambda: S.gate(100, 10, 1),
+])
+def test_schedules_built_directly_refuse_end_before_begin(make):
+    with pytest.raises(ConfigError, match=r"end=\d+ comes before begin=\d+"):
+        make()
+
+
+@pytest.mark.parametrize("use_jit", [True, False])
+def test_gate_opens_every_k_steps_between_begin_and_end(use_jit):
+    g = S.gate(3, 11, 4)
+    fn = jax.jit(S.gate_open) if use_jit else S.gate_open
+    opened = [s for s in range(20) if bool(fn(g, s))]
+    assert opened == [s for s in range(3, 12) if (s - 3) % 4 == 0] == [3, 7, 11]

@@ -77,6 +77,9 @@ class Polynomial:
     power: Numeric = 3.0
     frequency: Numeric = 1
 
+    def __post_init__(self):
+        _check_span(self.begin, self.end, "schedules.Polynomial")
+
     def __call__(self, step):
         step = jnp.asarray(step, jnp.float32)
         freq = jnp.maximum(jnp.asarray(self.frequency, jnp.float32), 1.0)
@@ -97,6 +100,9 @@ class Cosine:
     begin: Numeric = 0
     end: Numeric = 1
 
+    def __post_init__(self):
+        _check_span(self.begin, self.end, "schedules.Cosine")
+
     def __call__(self, step):
         p = _progress(step, self.begin, self.end)
         i = jnp.asarray(self.init, jnp.float32)
@@ -112,10 +118,36 @@ def _check_span(begin: Numeric, end: Numeric, what: str) -> None:
 
     try:
         b, e = float(np.asarray(begin)), float(np.asarray(end))
-    except Exception:  # traced or batched: checked by whoever made the arrays
+    except Exception:  # traced, batched or a pytree placeholder: checked where made
         return
     if e < b:
         raise ConfigError(f"{what}: end={e:g} comes before begin={b:g}; need end >= begin")
+
+
+def gate(begin: Numeric, end: Numeric, every: Numeric = 1) -> dict[str, jax.Array]:
+    """When an update happens: steps ``begin, begin + every, …`` up to ``end``, as int32
+    arrays (state, so a sweep over them shares one program). Read with :func:`gate_open`.
+
+    Example:
+        >>> g = gate(2, 8, 3)
+        >>> [int(s) for s in range(10) if gate_open(g, s)]
+        [2, 5, 8]
+    """
+    from jaxcomp.core.errors import check_range
+
+    _check_span(begin, end, "gate")
+    try:
+        check_range("gate every", int(every), 1, None)
+    except TypeError:  # traced: clamped below
+        pass
+    return {"begin": jnp.asarray(begin, jnp.int32), "end": jnp.asarray(end, jnp.int32),
+            "every": jnp.maximum(jnp.asarray(every, jnp.int32), 1)}
+
+
+def gate_open(g: dict[str, jax.Array], step: Numeric) -> jax.Array:
+    """Whether ``step`` is an update step of gate ``g`` (see :func:`gate`); jit-safe."""
+    return (step >= g["begin"]) & (step <= g["end"]) & \
+        (jnp.mod(step - g["begin"], g["every"]) == 0)
 
 
 def constant(value: Numeric) -> Constant:
