@@ -15,6 +15,8 @@ from typing import Any
 
 from jaxcomp.core.errors import ConfigError, check_range
 
+METHODS = ("svd", "tucker2", "cp")  # the decomposition methods, listed once
+
 
 def check_rank(what: str, rank: Any, max_rank: int | None = None) -> int:
     """An integer rank in ``[1, max_rank]``; ConfigError naming ``what`` otherwise."""

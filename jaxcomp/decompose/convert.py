@@ -23,12 +23,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomp.core.errors import ConfigError, check_choice
+from jaxcomp.decompose._checks import METHODS
 from jaxcomp.decompose.cp import cp_als, cp_reconstruct
 from jaxcomp.decompose.layers import cp_layer_factors
 from jaxcomp.decompose.svd import lowrank_factors, randomized_svd, truncated_svd
 from jaxcomp.decompose.tucker import check_tucker2_ranks, tucker2
 
-METHODS = ("svd", "tucker2", "cp")
 FACTOR_NAMES = {"svd": ("u", "v"), "tucker2": ("first", "core", "last"),
                 "cp": ("first", "vertical", "horizontal", "last")}
 

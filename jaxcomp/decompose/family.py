@@ -27,11 +27,12 @@ import ml_collections
 
 from jaxcomp.core.errors import ConfigError, check_choice, check_range
 from jaxcomp.decompose import accounting as acc
+from jaxcomp.decompose._checks import METHODS
 from jaxcomp.decompose.blas import one_blas_thread
 from jaxcomp.decompose.factorize import factorize, factorized_model
 from jaxcomp.decompose.plan import SELECTIONS, make_spec
 
-FAMILY_METHODS = ("none", "svd", "tucker2", "cp")
+FAMILY_METHODS = ("none", *METHODS)
 
 
 def default_config() -> ml_collections.ConfigDict:

@@ -39,12 +39,10 @@ from jaxcomp.core import paths as _paths
 from jaxcomp.core.errors import ConfigError, check_choice
 from jaxcomp.core.select import Where, resolve_rules, select
 from jaxcomp.core.transform import Transform
-from jaxcomp.decompose._checks import check_iters, check_rank
+from jaxcomp.decompose._checks import METHODS, check_iters, check_rank
 from jaxcomp.decompose.cp import cp_als, cp_reconstruct
 from jaxcomp.decompose.svd import truncated_svd
 from jaxcomp.decompose.tucker import check_tucker2_ranks, tucker2, tucker2_project
-
-METHODS = ("svd", "tucker2", "cp")
 
 
 def _ranks(params, rank, paths) -> dict[str, Any]:
