@@ -40,3 +40,16 @@ def available() -> dict[str, ModuleType]:
             if e.name != module:
                 raise
     return out
+
+
+def active(cfg) -> dict[str, ModuleType]:
+    """The families switched on in ``cfg`` (``method != "none"``), in run order.
+
+    Example:
+        >>> from jaxcomp.experiment import base_config
+        >>> cfg = base_config(); cfg.prune.method = "magnitude"
+        >>> list(active(cfg))
+        ['prune']
+    """
+    return {n: f for n, f in available().items()
+            if n in cfg and cfg[n].get("method", "none") != "none"}

@@ -172,8 +172,7 @@ def run_experiment(cfg: ml_collections.ConfigDict, *, progress: bool = False,
     ds = dataset if dataset is not None else load_data(cfg)
     ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=progress, out_dir=out_dir,
                      mesh=mesh)
-    active = {n: f for n, f in families.available().items()
-              if n in cfg and cfg[n].get("method", "none") != "none"}
+    active = families.active(cfg)
     for name, fam in active.items():
         fam.setup(cfg[name], ctx)
     ctx.fit_result = ctx.fit(checkpoint_dir=f"{out_dir}/checkpoints"
