@@ -7,6 +7,7 @@ import pytest
 import tensorly as tl
 from tensorly.decomposition import parafac, partial_tucker, tensor_train_matrix
 
+from jaxcomp.core.errors import ConfigError
 from jaxcomp.decompose import (
     cp_als,
     cp_reconstruct,
@@ -135,3 +136,18 @@ def test_tt_matrix_vs_tensorly(use_jit):
     assert _rel(tt_matrix_reconstruct(cores), w) <= theirs * 1.01 + 1e-6
     full = tt_matrix(w, (4, 4, 4), (4, 4, 3), 1000)      # clipped to the maximal ranks
     np.testing.assert_allclose(tt_matrix_reconstruct(full), w, atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("name, call", [
+    ("truncated_svd", lambda w: truncated_svd(w[:, :, 0, 0], 2, what="Dense_0/kernel")),
+    ("randomized_svd", lambda w: randomized_svd(w[:, :, 0, 0], 2, key=jax.random.key(0),
+                                                what="Dense_0/kernel")),
+    ("tucker2", lambda w: tucker2(w, (2, 2), what="Conv_0/kernel")),
+    ("cp_als", lambda w: cp_als(w, 2, key=jax.random.key(0), what="Conv_0/kernel")),
+])
+def test_non_finite_weights_are_refused_naming_the_layer(name, call, bad):
+    w = np.ones((6, 6, 3, 3), np.float32)
+    w[1, 2, 0, 0] = bad
+    with pytest.raises(ConfigError, match=r"kernel: has 1 NaN/inf value\(s\)"):
+        call(jnp.asarray(w))

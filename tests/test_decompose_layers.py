@@ -152,3 +152,20 @@ def test_factorize_errors_name_the_layer():
         factorize(m, params, {"Conv_1": {"method": "svdd", "rank": 3}})
     with pytest.raises(ConfigError, match=r"Dense_0/kernel: rank got 400; allowed range"):
         factorize(m, params, {"Dense_0": {"method": "svd", "rank": 400}})
+
+
+def test_nnx_factorize_refuses_a_layer_that_is_not_linear_or_conv():
+    class WithNorm(nnx.Module):
+        def __init__(self, rngs):
+            self.dense = nnx.Linear(8, 8, rngs=rngs)
+            self.norm = nnx.BatchNorm(8, rngs=rngs)
+
+    with pytest.raises(ConfigError, match=r"norm: BatchNorm is not nnx\.Linear or nnx\.Conv"):
+        factorize_nnx(WithNorm(nnx.Rngs(0)), {"norm": {"method": "svd", "rank": 2}})
+
+
+def test_nnx_factorize_refuses_nan_weights_naming_the_layer():
+    mlp = NNXMLP(16, (32,), 4, rngs=nnx.Rngs(0))
+    mlp.layers[0].kernel[...] = mlp.layers[0].kernel[...].at[0, 0].set(jnp.nan)
+    with pytest.raises(ConfigError, match=r"layers/0/kernel: has 1 NaN/inf"):
+        factorize_nnx(mlp, {"layers/0": {"method": "svd", "rank": 5}})

@@ -18,6 +18,31 @@ from jaxcomp.core.errors import ConfigError, check_range
 METHODS = ("svd", "tucker2", "cp")  # the decomposition methods, listed once
 
 
+def check_finite(what: str, x: Any) -> None:
+    """NaN or inf weights make every factor NaN: refuse them, naming the layer.
+
+    Traced values (inside ``jit``) cannot be checked here and pass through.
+
+    Example:
+        >>> import numpy as np
+        >>> try:
+        ...     check_finite("Dense_0/kernel", np.array([1.0, np.nan]))
+        ... except ConfigError as e:
+        ...     print(str(e).split(";")[0])
+        Dense_0/kernel: has 1 NaN/inf value(s) among 2
+    """
+    import numpy as np
+
+    try:
+        a = np.asarray(x)
+    except Exception:  # a tracer: checked by whoever made the array
+        return
+    bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise ConfigError(f"{what}: has {bad} NaN/inf value(s) among {a.size}; a decomposition "
+                          f"needs finite weights (did training diverge?)")
+
+
 def check_rank(what: str, rank: Any, max_rank: int | None = None) -> int:
     """An integer rank in ``[1, max_rank]``; ConfigError naming ``what`` otherwise."""
     if isinstance(rank, bool) or not isinstance(rank, int | np_integer()):

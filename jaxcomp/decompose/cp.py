@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxcomp.core.errors import ConfigError
-from jaxcomp.decompose._checks import check_iters, check_rank
+from jaxcomp.decompose._checks import check_finite, check_iters, check_rank
 
 
 class CP(NamedTuple):
@@ -87,6 +87,7 @@ def cp_als(x: jax.Array, rank: int, *, n_iter: int = 50, key: jax.Array | None =
         raise ConfigError(f"{what}: CP needs a tensor with >= 2 dims; got shape {x.shape}")
     rank = check_rank(what, rank)
     n_iter = check_iters(what, n_iter)
+    check_finite(what, x)
     if init is None:
         if key is None:
             raise ConfigError(f"{what}: CP initialization needs an explicit key (or init=)")

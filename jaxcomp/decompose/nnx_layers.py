@@ -93,18 +93,18 @@ def _set(parent: Any, part: str, value: Any) -> None:
 
 
 def _factorized_layer(layer: Any, path: str, entry: Mapping[str, Any], key, n_iter):
-    bias = None if getattr(layer, "bias", None) is None else layer.bias[...]
-    kernel = layer.kernel[...]
-    f = decompose_kernel(kernel, entry["method"], entry["rank"], key=key, n_iter=n_iter,
-                         what=f"{path}/kernel")
-    if isinstance(layer, nnx.Linear):
-        if entry["method"] != "svd":
-            raise ConfigError(f"{path}: method {entry['method']!r} needs a conv; use 'svd'")
-        return LowRankLinear(f["u"], f["v"], bias)
-    if not isinstance(layer, nnx.Conv):
-        raise ConfigError(f"{path}: {type(layer).__name__} is not nnx.Linear or nnx.Conv")
-    if entry["method"] == "svd":
+    if not isinstance(layer, nnx.Linear | nnx.Conv):
+        raise ConfigError(f"{path}: {type(layer).__name__} is not nnx.Linear or nnx.Conv; "
+                          f"only those layers can be factorized")
+    if isinstance(layer, nnx.Linear) and entry["method"] != "svd":
+        raise ConfigError(f"{path}: method {entry['method']!r} needs a conv; use 'svd'")
+    if isinstance(layer, nnx.Conv) and entry["method"] == "svd":
         raise ConfigError(f"{path}: 'svd' needs a Linear layer; use 'tucker2' or 'cp'")
+    bias = None if getattr(layer, "bias", None) is None else layer.bias[...]
+    f = decompose_kernel(layer.kernel[...], entry["method"], entry["rank"], key=key,
+                         n_iter=n_iter, what=f"{path}/kernel")
+    if isinstance(layer, nnx.Linear):
+        return LowRankLinear(f["u"], f["v"], bias)
     L._check_conv(path, layer.kernel_size, layer.strides, layer.kernel_dilation,
                   layer.feature_group_count)
     kw = {"strides": L._strides(layer.strides), "padding": layer.padding}

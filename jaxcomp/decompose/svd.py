@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxcomp.decompose._checks import check_iters, check_ndim, check_rank
+from jaxcomp.decompose._checks import check_finite, check_iters, check_ndim, check_rank
 
 
 class SVD(NamedTuple):
@@ -40,6 +40,7 @@ class SVD(NamedTuple):
 
 def _check(w, rank, what):
     check_ndim(what, w.shape, 2, "SVD")
+    check_finite(what, w)
     return check_rank(what, rank, min(w.shape))
 
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomp.core.errors import ConfigError
-from jaxcomp.decompose._checks import check_ndim, check_rank
+from jaxcomp.decompose._checks import check_finite, check_ndim, check_rank
 
 
 def tt_max_ranks(in_modes: Sequence[int], out_modes: Sequence[int]) -> list[int]:
@@ -60,6 +60,7 @@ def tt_matrix(w: jax.Array, in_modes: Sequence[int], out_modes: Sequence[int],
         or a rank is out of range.
     """
     check_ndim(what, jnp.shape(w), 2, "TT-matrix")
+    check_finite(what, w)
     in_modes, out_modes = tuple(in_modes), tuple(out_modes)
     if len(in_modes) != len(out_modes) or math.prod(in_modes) != w.shape[0] or \
             math.prod(out_modes) != w.shape[1]:

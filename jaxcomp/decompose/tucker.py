@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcomp.decompose._checks import check_iters, check_ndim, check_rank
+from jaxcomp.decompose._checks import check_finite, check_iters, check_ndim, check_rank
 
 
 class Tucker2(NamedTuple):
@@ -89,6 +89,7 @@ def tucker2(kernel: jax.Array, ranks: int | Sequence[int], *, n_iter: int = 10,
     """
     r_in, r_out = check_tucker2_ranks(jnp.shape(kernel), ranks, what)
     n_iter = check_iters(what, n_iter)
+    check_finite(what, kernel)
     return _tucker2(jnp.asarray(kernel, jnp.float32), r_in, r_out, n_iter)
 
 
