@@ -163,8 +163,16 @@ def merged_labels(xs: Sequence[float], ys: Sequence[float], table: list[dict[str
 
 def plot_pareto(path: str | os.PathLike, table: list[dict[str, Any]], group_by: Sequence[str],
                 metric: str, size_key: str, description: str = "") -> None:
-    """``metric`` against ``size_key`` (log x over a decade), error bars = std;
-    the front joined in red; ``description`` names the axis in the title."""
+    """Write :func:`draw_pareto`'s figure to ``path``."""
+    fig = draw_pareto(table, group_by, metric, size_key, description)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def draw_pareto(table: list[dict[str, Any]], group_by: Sequence[str], metric: str,
+                size_key: str, description: str = "") -> Any:
+    """A figure of ``metric`` against ``size_key`` (log x over a decade), error
+    bars = std; the front joined in red; ``description`` names the axis in the title."""
     plt = _pyplot()
     from jaxcomp.sweep.report import pareto_front
 
@@ -187,13 +195,21 @@ def plot_pareto(path: str | os.PathLike, table: list[dict[str, Any]], group_by: 
     fig.tight_layout()
     if group_by:
         place_labels(ax, x, y, merged_labels(x, y, table, group_by))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def plot_vs_value(path: str | os.PathLike, table: list[dict[str, Any]], group_by: Sequence[str],
                   metric: str, key: str) -> None:
-    """``metric`` against a swept value; one line per value of the other group keys."""
+    """Write :func:`draw_vs_value`'s figure to ``path``."""
+    fig = draw_vs_value(table, group_by, metric, key)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def draw_vs_value(table: list[dict[str, Any]], group_by: Sequence[str], metric: str,
+                  key: str) -> Any:
+    """A figure of ``metric`` against a swept value; one line per value of the other
+    group keys; integer ticks when every value is an integer."""
     plt = _pyplot()
     from matplotlib import ticker
 
@@ -227,8 +243,7 @@ def plot_vs_value(path: str | os.PathLike, table: list[dict[str, Any]], group_by
     if any(lines):
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def write_plots(directory: str | os.PathLike, table: list[dict[str, Any]],
