@@ -110,6 +110,15 @@ def format_report(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _any_zero_unit(params: Any) -> bool:
+    """Whether some kernel (``ndim >= 2``) has an output slice (last axis) all zero."""
+    for _, x in paths.flatten(params):
+        a = np.asarray(x)
+        if a.ndim >= 2 and not np.any(a.reshape(-1, a.shape[-1]) != 0, axis=0).all():
+            return True
+    return False
+
+
 def removable_units(graph: Any, params: Any) -> dict[str, np.ndarray]:
     """``{group: kept channel indices}`` for the groups with units whose every
     producer slice in ``params`` (kernel output slice, bias, norm scale and bias) is
@@ -181,16 +190,18 @@ def effective_flops(model: Any, params: Any, model_state: Any, input_shape: tupl
         positions = output_positions(model, params, model_state, input_shape)
     small_params, shrunk, removed = params, float(dense_flops), 0
     x = jnp.zeros((1, *input_shape), jnp.float32)
-    try:
-        graph = groups.dependency_groups(model, params, model_state, x)
-        keep = removable_units(graph, params)
-        if keep:
-            small = surgery.shrink(model, params, model_state, x, keep=keep, graph=graph)
-            shrunk = forward_flops(small.model, small.params, small.model_state, input_shape)
-            small_params = small.params
-            removed = sum(graph.groups[g].size - len(k) for g, k in keep.items())
-    except ConfigError:  # a model whose units cannot be removed exactly: count it dense
-        pass
+    try:  # (the dependency analysis only where some kernel has an all-zero output slice)
+        if _any_zero_unit(params):
+            graph = groups.dependency_groups(model, params, model_state, x)
+            keep = removable_units(graph, params)
+            if keep:
+                small = surgery.shrink(model, params, model_state, x, keep=keep, graph=graph)
+                shrunk = forward_flops(small.model, small.params, small.model_state,
+                                       input_shape)
+                small_params = small.params
+                removed = sum(graph.groups[g].size - len(k) for g, k in keep.items())
+    except (ConfigError, ValueError, TypeError, NotImplementedError, KeyError):
+        pass  # units that cannot be analysed or removed exactly: counted in place
     rows = sparsity_report(small_params, positions=positions)
     skipped = rows[-1]["flops_before"] - rows[-1]["flops_after"] if rows else 0
     return {"flops_shrunk": shrunk, "flops_sparse": shrunk - skipped, "units_removed": removed}
