@@ -97,9 +97,10 @@ def format_axis(axis: Any, values: Sequence[float], *, integer: bool = False) ->
 def place_labels(ax: Any, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str],
                  fontsize: float = FONT) -> list[tuple[float, float, str]]:
     """Annotate points so their labels stay inside the axes and cover neither each
-    other nor the markers: right of the point, or left of it past 65% of the
-    width; above it, else below, else further up or down. Returns the
-    ``(dx, dy, ha)`` offsets (points) per label."""
+    other nor the markers: right of the point (left of it past 65% of the width),
+    above, else below, else on the other side, else a line further up or down
+    (joined to its point by a thin leader line). Returns the ``(dx, dy, ha)``
+    offsets (points) per label."""
     fig = ax.figure
     fig.canvas.draw()  # fixes the limits and the transforms
     pt = 72.0 / fig.dpi
@@ -117,26 +118,32 @@ def place_labels(ax: Any, xs: Sequence[float], ys: Sequence[float], labels: Sequ
             continue
         px, py = anchor[i]
         w, h = 0.6 * fontsize * len(labels[i]), 1.3 * fontsize
-        flip = (px - x_lo) / max(x_hi - x_lo, 1) > 0.65 or x_hi - px < w + 6
-        dx = -4.0 if flip else 4.0
-        x0 = px - 4 - w if flip else px + 4
-        fits = []
-        for k in range(8):
-            for dy in (3.0 + k * h, -h - 3.0 - k * h):
-                y0 = py + dy
-                if y_lo <= y0 and y0 + h <= y_hi:
-                    fits.append(dy)
-                    if not any(x0 < b[1] and b[0] < x0 + w and y0 < b[3] and b[2] < y0 + h
-                               for b in placed):
-                        break
-            else:
+        prefer_left = (px - x_lo) / max(x_hi - x_lo, 1) > 0.65
+        sides = [s for s in ((True, False) if prefer_left else (False, True))
+                 if (px - 4 - w >= x_lo if s else px + 4 + w <= x_hi)] or [prefer_left]
+        choice = None  # the first free spot, else the first inside the axes
+        for left, dy in [(s, d) for k in range(8) for s in sides
+                         for d in (3.0 + k * h, -h - 3.0 - k * h)]:
+            x0, y0 = (px - 4 - w if left else px + 4), py + dy
+            if not (y_lo <= y0 and y0 + h <= y_hi):
                 continue
-            break
-        dy = fits[-1] if fits else 3.0
+            free = not any(x0 < b[1] and b[0] < x0 + w and y0 < b[3] and b[2] < y0 + h
+                           for b in placed)
+            if choice is None or free:
+                choice = (left, dy, x0)
+            if free:
+                break
+        left, dy, x0 = choice or (prefer_left, 3.0, px - 4 - w if prefer_left else px + 4)
+        dx = -4.0 if left else 4.0
         placed.append((x0, x0 + w, py + dy, py + dy + h))
-        offsets[i] = (dx, dy, "right" if flip else "left")
+        offsets[i] = (dx, dy, "right" if left else "left")
+        far = dy > 3.0 + h / 2 or dy < -h - 3.0 - h / 2  # moved past the first ring
         ax.annotate(labels[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
-                    ha=offsets[i][2], va="bottom", fontsize=fontsize, clip_on=True)
+                    ha=offsets[i][2], va="bottom", fontsize=fontsize, clip_on=True,
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.55", "shrinkA": 0,
+                                "shrinkB": 3, "relpos": (1.0 if left else 0.0,
+                                                         0.0 if dy > 0 else 1.0)}
+                    if far else None)
     return [offsets[i] for i in range(len(xs))]
 
 
