@@ -3,6 +3,7 @@ do not collide, point labels inside the axes, integer ticks, a title on every pl
 
 import numpy as np
 import pytest
+from matplotlib.text import Text
 
 from jaxcomp.sweep.plots import (
     _pyplot,
@@ -92,7 +93,7 @@ def _boxes_inside(fig, ax):
     fig.canvas.draw()
     r = fig.canvas.get_renderer()
     inner = ax.get_window_extent(r)
-    boxes = [t.get_window_extent(r) for t in ax.texts]
+    boxes = [Text.get_window_extent(t, r) for t in ax.texts]  # the text, not its leader
     for b in boxes:
         assert inner.x0 - 1 <= b.x0 and b.x1 <= inner.x1 + 1, (b, inner)
         assert inner.y0 - 1 <= b.y0 and b.y1 <= inner.y1 + 1, (b, inner)

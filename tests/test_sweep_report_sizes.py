@@ -181,7 +181,7 @@ def test_old_store_falls_back_and_says_which_key(tmp_path):
     enc = {g["quant.bits"]: g["encoding"] for g in rep["table"]}
     assert enc == {4: "int codes (int_bytes)", 8: "int codes (int_bytes)",
                    0: "fp32 sparse (bytes)"}
-    assert "3 runs lack `stored_bytes` (ledgers written before it): `int_bytes` used for 2, " \
+    assert "3 runs lack `stored_bytes` (older ledgers): `int_bytes` used for 2, " \
            "`bytes` used for 1" in rep["text"]
     assert "3 runs lack `flops_effective`" in rep["text"]
 

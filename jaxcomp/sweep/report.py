@@ -269,7 +269,7 @@ def _caption(rows: list[dict[str, Any]], used: dict[str, dict[str, int]],
                                                               for c, n in cnt.items())
                      + "), beside the dense `flops`")
     for key, fks in used.items():
-        parts.append(f"{sum(fks.values())} runs lack `{key}` (ledgers written before it): "
+        parts.append(f"{sum(fks.values())} runs lack `{key}` (older ledgers): "
                      + ", ".join(f"`{fk}` used for {n}" for fk, n in fks.items()))
     return "".join(f"{p}.\n" for p in parts)
 
