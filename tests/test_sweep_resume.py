@@ -50,4 +50,7 @@ def test_sigkill_midway_then_resume(tmp_path, capsys):
     accs = [r["metrics"]["test_accuracy"] for r in recs]
     import numpy as np
 
-    assert f"| 8 | {np.mean(accs):.4f} ± {np.std(accs, ddof=1):.4f} |" in text
+    from jaxcomp.sweep.tables import fmt_stat
+
+    want = fmt_stat({"mean": np.mean(accs), "std": np.std(accs, ddof=1), "n": 8})
+    assert f"| 8 | fp32 dense | {want} |" in " ".join(text.split())  # padding collapsed

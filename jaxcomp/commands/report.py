@@ -1,6 +1,8 @@
-"""``jaxcomp report DIR [--group-by KEY ...] [--metric NAME] [--no-plots]``: tables
-(markdown, CSV; mean ± std over seeds) and PNG plots (accuracy vs size / FLOPs
-with the Pareto front, accuracy vs each swept value) of a sweep directory.
+"""``jaxcomp report DIR [--group-by KEY ...] [--metric NAME] [--size KEY] [--column KEY]
+[--no-plots]``: tables (markdown, CSV; mean ± std over seeds) and PNG plots (accuracy
+vs stored size / effective FLOPs with the Pareto front, accuracy vs each swept
+value) of a sweep directory. The size is ``stored_bytes`` (the compressed model
+as it would be saved, its encoding named), the FLOPs ``flops_effective``.
 
 Example:
     >>> import argparse
@@ -23,8 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "except seed); use --group-by none for one group")
     p.add_argument("--metric", default="test_accuracy", help="the accuracy metric to plot")
     p.add_argument("--size", action="append", default=None, metavar="KEY",
-                   help="an extra size axis for the Pareto plots (a numeric metric or ledger "
-                        "key, e.g. decompose_totals.params_after; repeatable)")
+                   help="an extra size axis for the Pareto plots, the first one also for the "
+                        "table's pareto column (a numeric metric or ledger key, e.g. flops, "
+                        "int_bytes, decompose_totals.params_after; repeatable; default axes: "
+                        "stored_bytes, flops_effective, nonzeros)")
     p.add_argument("--column", action="append", default=None, metavar="KEY",
                    help="an extra table column (a numeric metric or ledger key; repeatable)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

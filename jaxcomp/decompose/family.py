@@ -1,6 +1,8 @@
 """The ``decompose`` experiment family: after training, factorize the chosen
 layers, evaluate, fine-tune with the normal training loop, and ledger
-parameters, FLOPs and measured forward time before and after.
+parameters, FLOPs and measured forward time before and after; the factorized
+model's bytes and FLOPs are the run's ``stored_bytes`` (``"fp32 factors"``) and
+``flops_effective`` (``"factorized layers"``).
 
 Config keys (``cfg.decompose``): ``method`` (``none|svd|tucker2|cp``), ``rank``
 (``0`` = choose by ``selection``), ``selection`` (``fixed|energy|vbmf|budget``),
@@ -31,6 +33,7 @@ from jaxcomp.decompose._checks import METHODS
 from jaxcomp.decompose.blas import one_blas_thread
 from jaxcomp.decompose.factorize import factorize, factorized_model
 from jaxcomp.decompose.plan import SELECTIONS, make_spec
+from jaxcomp.experiment.ledger import ensure_defaults, forward_flops, tree_bytes
 
 FAMILY_METHODS = ("none", *METHODS)
 
@@ -114,6 +117,11 @@ def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
         fparams, ms = res.state.params, res.state.model_state
         ctx.metrics["decompose_accuracy_after_finetune"] = res.final.get("test_accuracy")
     rows = acc.ledger(shapes, spec)
+    ensure_defaults(ctx.ledger)
+    ctx.ledger.update({"stored_bytes": tree_bytes(fparams),
+                       "encoding": "fp32 factors" if spec else "fp32 dense",
+                       "flops_effective": forward_flops(fmodel, fparams, ms, ds.input_shape),
+                       "flops_counting": "factorized layers" if spec else "dense"})
     ctx.ledger["decompose_layers"] = rows
     ctx.ledger["decompose_totals"] = acc.totals(rows)
     ctx.ledger["decompose_spec"] = spec

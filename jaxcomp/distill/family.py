@@ -34,6 +34,7 @@ from jaxcomp.distill.augment import jitter
 from jaxcomp.distill.cache import cached_extra_batch, teacher_outputs
 from jaxcomp.distill.epochs import fit_scan
 from jaxcomp.distill.objective import METHODS, loss_state, make_loss_fn
+from jaxcomp.experiment.ledger import ensure_defaults
 from jaxcomp.flax.model import Model
 from jaxcomp.models import MODELS, get_model
 from jaxcomp.train import fit
@@ -184,7 +185,9 @@ def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
 
 
 def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
-    """Teacher test accuracy / NLL and size into ``ctx.metrics``."""
+    """Teacher test accuracy / NLL and size into ``ctx.metrics``; the student is
+    stored as it is (the ledger's dense ``stored_bytes`` / ``flops_effective``)."""
+    ensure_defaults(ctx.ledger)
     teacher = ctx.artifacts.get("distill_teacher") or get_teacher(cfg, ctx)
     ctx.metrics["teacher_test_accuracy"] = teacher["metrics"]["accuracy"]
     ctx.metrics["teacher_test_nll"] = teacher["metrics"]["nll"]

@@ -4,8 +4,9 @@
 optimizer with :func:`jaxcomp.prune.masked_optimizer` (masks and schedule live
 in the optimizer state; the forward pass sees params that are exactly zero
 where pruned). ``after_train`` adds the per-leaf report, the sparsity of the
-pruned leaves and the sparse bytes at rest (bitmask and relative-index CSR)
-to the ledger.
+pruned leaves, the sparse bytes at rest (bitmask and relative-index CSR; the
+smallest is ``stored_bytes``) and the effective FLOPs (``flops_sparse``: zero
+weights skipped; ``flops_shrunk``: all-zero units removed) to the ledger.
 
 Schedules: ``one_shot`` (prune once at ``begin``), ``gradual`` (Zhu & Gupta's
 polynomial from 0 to ``sparsity`` over ``[begin, end]``, masks every
@@ -30,11 +31,12 @@ import optax
 from jaxcomp.core import schedules
 from jaxcomp.core.errors import ConfigError, check_choice, check_range
 from jaxcomp.core.transform import Transform
+from jaxcomp.experiment.ledger import ensure_defaults
 from jaxcomp.prune import dst, storage
 from jaxcomp.prune.masks import check_sparsity
 from jaxcomp.prune.optax_wrapper import get_masks, masked_optimizer
 from jaxcomp.prune.pruner import pruner
-from jaxcomp.prune.report import sparsity_report
+from jaxcomp.prune.report import effective_flops, output_positions, sparsity_report
 from jaxcomp.prune.scores import method_names
 
 #: Config keys that only change arrays in the pruner state (safe to vmap over).
@@ -134,8 +136,18 @@ def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
     ctx.artifacts["prune_transform"] = t
 
 
+def _encoding(bm: int, csr: int, dense: int, index_bits: int) -> tuple[int, str]:
+    """The smallest of the three fp32 storages and its name."""
+    return min((bm, "fp32 bitmask-sparse"), (csr, f"fp32 CSR ({index_bits}-bit relative "
+                                                 "indices)"), (dense, "fp32 dense"))
+
+
 def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
-    """Ledger: sparsity of the pruned leaves, non-zeros, sparse bytes at rest, per-leaf table."""
+    """Ledger: sparsity of the pruned leaves, non-zeros, sparse bytes at rest
+    (``stored_bytes``/``encoding``: the smallest of bitmask, CSR and dense fp32),
+    effective FLOPs (``flops_shrunk``, ``flops_sparse`` = ``flops_effective``); per-leaf
+    table in ``ctx.artifacts["prune_report"]``."""
+    ensure_defaults(ctx.ledger)
     state = ctx.fit_result.state
     masks = get_masks(state.opt_state)
     n = sum(int(m.size) for m in masks.values())
@@ -148,6 +160,15 @@ def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
     ctx.ledger.update({"prune_sparsity": 1.0 - kept / max(n, 1), "prune_kept": kept,
                        "bytes_bitmask": bm, "bytes_csr": csr, "bytes": min(bm, csr, dense),
                        "ratio_bitmask": dense / bm, "ratio_csr": dense / csr})
-    ctx.artifacts["prune_report"] = sparsity_report(
-        params, model=ctx.model, model_state=state.model_state,
-        input_shape=ctx.dataset.input_shape)
+    shape, ms = ctx.dataset.input_shape, state.model_state
+    pos = output_positions(ctx.model, params, ms, shape)
+    ctx.artifacts["prune_report"] = sparsity_report(params, positions=pos)
+    if "decompose_spec" in ctx.ledger:  # the stored model is the factorized one
+        return
+    stored, encoding = _encoding(bm, csr, dense, int(cfg.index_bits))
+    eff = effective_flops(ctx.model, params, ms, shape, dense_flops=ctx.ledger.get("flops"),
+                          positions=pos)
+    ctx.ledger.update({"stored_bytes": stored, "encoding": encoding, **eff,
+                       "flops_effective": eff["flops_sparse"],
+                       "flops_counting": "sparse (zero weights skipped, all-zero units "
+                       "removed)"})

@@ -6,7 +6,8 @@ in the train step via the transform; activation fake-quant via the model
 wrapper). After training, every method reports ``quant_test_accuracy`` and
 the integer export's size in the ledger (``int_bytes``: pruned kernels as a bitmask
 plus their non-zero codes where that is smaller; ``int_bytes_dense``: every code
-stored; ``fp32_bytes``).
+stored; ``fp32_bytes``); ``int_bytes`` is also the run's ``stored_bytes``, with
+its ``encoding`` named (e.g. ``"int4 codes + bitmask"``).
 
 Sweeps: the weight bit width lives in the QAT transform's state as an array,
 so ``bits`` is a :data:`VECTOR_KEYS` entry (settings differing only in
@@ -31,6 +32,7 @@ import ml_collections
 import numpy as np
 
 from jaxcomp.core.errors import ConfigError, check_choice, check_range
+from jaxcomp.experiment.ledger import ensure_defaults
 from jaxcomp.quant.observers import OBSERVERS
 from jaxcomp.quant.uniform import check_bits
 
@@ -134,6 +136,7 @@ def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
     from jaxcomp.quant.sparse_codes import sparsify
     from jaxcomp.train import evaluate
 
+    ensure_defaults(ctx.ledger)
     ds = ctx.dataset
     state = ctx.fit_result.state
     others = [(n, t) for n, t in ctx.transforms if n != "quant"]
@@ -192,3 +195,40 @@ def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
         ctx.ledger["fp32_bytes"] = int(sum(np.asarray(x).nbytes
                                            for x in jax.tree.leaves(float_params)))
         ctx.artifacts["quant_export"] = qt
+        if "decompose_spec" not in ctx.ledger:  # else the stored model is the factorized one
+            ctx.ledger.update({"stored_bytes": ctx.ledger["int_bytes"],
+                               "encoding": export_encoding(qt)})
+
+
+def export_encoding(qtree: Any) -> str:
+    """The name of an integer export's encoding: its code widths, ``+ bitmask`` when
+    some kernel keeps only its non-zero codes (float leaves, e.g. biases and
+    scales, stay fp32).
+
+    Example:
+        >>> from jaxcomp.quant.export import export_int
+        >>> from jaxcomp.quant.sparse_codes import sparsify
+        >>> w = np.zeros((64, 8), np.float32); w[::10] = 1.0
+        >>> export_encoding(sparsify(export_int({"k": w, "b": np.ones(8)}, 4, where=["k"])))
+        'int4 codes + bitmask'
+    """
+    from jaxcomp.quant.export import is_qleaf, leaf_bits
+    from jaxcomp.quant.sparse_codes import is_sparse
+
+    bits: set[int] = set()
+    sparse = False
+
+    def walk(node: Any) -> None:
+        nonlocal sparse
+        if is_qleaf(node):
+            bits.add(leaf_bits(node))
+            sparse = sparse or is_sparse(node)
+        elif isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+
+    walk(qtree)
+    if not bits:
+        return "fp32 dense"
+    return "/".join(f"int{b}" for b in sorted(bits)) + " codes" + (" + bitmask" if sparse
+                                                                   else "")
