@@ -273,3 +273,31 @@ def test_projection_matches_numpy_dense_and_conv():
     np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-5, atol=1e-5)
     with pytest.raises(ConfigError, match=r"\(5, 3, 3, 4\).*\(5, 4, 4, 7\)"):
         kd.init_projection(key, (5, 3, 3, 4), (5, 4, 4, 7))
+
+
+@pytest.mark.parametrize("labels, needle", [
+    ([3, 12], r"got 12 at row 1; allowed: whole numbers in \[0, 9\]"),
+    ([-1, 2], r"got -1 at row 0"),
+    ([1.5, 2.0], r"got 1.5 at row 0"),
+    ([1, 2, 3], r"got shape \(3,\) for logits of shape \(2, 10\)"),
+])
+def test_kd_loss_refuses_bad_labels(labels, needle):
+    from jaxcomp.core.errors import ConfigError
+    from jaxcomp.distill.logits import kd_loss
+
+    s, t = jnp.zeros((2, 10)), jnp.ones((2, 10))
+    with pytest.raises(ConfigError, match=needle):
+        kd_loss(s, t, jnp.asarray(labels), 2.0, 0.5)
+
+
+def test_out_of_range_label_under_jit_is_nan_not_another_class():
+    from jaxcomp.distill.logits import hard_cross_entropy
+
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(3, 10)), jnp.float32)
+    fn = jax.jit(hard_cross_entropy)
+    good = float(fn(logits, jnp.array([1, 2, 9])))
+    ref = -np.mean(np.take_along_axis(np.asarray(jax.nn.log_softmax(logits)),
+                                      np.array([[1], [2], [9]]), axis=1))
+    np.testing.assert_allclose(good, ref, rtol=1e-6)
+    assert np.isnan(float(fn(logits, jnp.array([1, 2, 12]))))
+    assert np.isnan(float(fn(logits, jnp.array([1, -1, 3]))))

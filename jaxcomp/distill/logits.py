@@ -71,10 +71,56 @@ def soft_target_kl(student_logits: jax.Array, teacher_logits: jax.Array,
     return t * t * jnp.mean(kl)
 
 
+def check_labels(logits: jax.Array, labels: jax.Array, what: str = "distill labels") -> None:
+    """ConfigError unless ``labels`` are one integer class index per row of ``logits``.
+
+    Shapes and dtypes are checked always; values (in ``[0, classes)``, whole
+    numbers) whenever they are concrete. Under ``jit`` an out-of-range label
+    makes the loss NaN (see :func:`hard_cross_entropy`) instead of wrapping.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> try:
+        ...     check_labels(jnp.zeros((2, 10)), jnp.array([3, 12]))
+        ... except ConfigError as e:
+        ...     print(str(e).split(";")[0])
+        distill labels: got 12 at row 1
+    """
+    import numpy as np
+
+    n, classes = (jnp.shape(logits)[0], jnp.shape(logits)[-1]) if jnp.ndim(logits) == 2 \
+        else (None, None)
+    if jnp.ndim(labels) != 1 or n is None or jnp.shape(labels)[0] != n:
+        raise ConfigError(f"{what}: got shape {tuple(jnp.shape(labels))} for logits of shape "
+                          f"{tuple(jnp.shape(logits))}; need one class index per row ({n},)")
+    try:
+        y = np.asarray(labels)
+    except Exception:  # traced: the loss turns NaN on a bad label
+        if not jnp.issubdtype(jnp.asarray(labels).dtype, jnp.integer):
+            raise ConfigError(f"{what}: got dtype {jnp.asarray(labels).dtype}; need integer "
+                              f"class indices in [0, {classes})") from None
+        return
+    whole = np.isfinite(y) & (np.floor(y) == y) if np.issubdtype(y.dtype, np.floating) \
+        else np.ones(y.shape, bool)
+    bad = np.flatnonzero(~whole | (y < 0) | (y >= classes))
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError(f"{what}: got {y[i].item()!r} at row {i}; allowed: whole numbers in "
+                          f"[0, {classes - 1}] ({bad.size} bad label(s) in the batch)")
+
+
 def hard_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy with integer labels (temperature 1)."""
+    """Mean softmax cross-entropy with integer labels (temperature 1).
+
+    A label outside ``[0, classes)`` (which :func:`check_labels` reports when the
+    labels are concrete) gives NaN, never another class's loss.
+    """
+    check_labels(logits, labels)
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1))
+    y = jnp.asarray(labels).astype(jnp.int32)
+    ok = (y >= 0) & (y < logp.shape[-1])
+    picked = jnp.take_along_axis(logp, jnp.clip(y, 0, logp.shape[-1] - 1)[:, None], axis=-1)
+    return -jnp.mean(jnp.where(ok[:, None], picked, jnp.nan))
 
 
 def kd_loss(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array,
