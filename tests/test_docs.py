@@ -34,3 +34,12 @@ def test_no_test_markers_are_the_listed_ones():
                          ids=[b.name for b in BLOCKS if not b.skip])
 def test_guide_python_block_runs_alone(block, tmp_path):
     run_block(block, tmp_path)
+
+
+def test_blocks_are_found_with_their_lines_and_no_test_marker(tmp_path):
+    md = tmp_path / "guide.md"
+    md.write_text("# t\n\n```python\nx = 1\n```\n\n<!-- no-test -->\n```python\ny = 2\n```\n"
+                  "```bash\nls\n```\n")
+    blocks = python_blocks(md)
+    assert [(b.line, b.source, b.skip) for b in blocks] == [(4, "x = 1\n", False),
+                                                            (9, "y = 2\n", True)]
