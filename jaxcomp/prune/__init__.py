@@ -26,7 +26,7 @@ from jaxcomp.prune.masks import (
     sparsity_of,
     topk_mask,
 )
-from jaxcomp.prune.optax_wrapper import MaskedState, get_masks, masked_optimizer
+from jaxcomp.prune.optax_wrapper import MaskedState, find_prune_state, get_masks, masked_optimizer
 from jaxcomp.prune.pruner import (
     magnitude,
     masks_of,
@@ -56,7 +56,8 @@ __all__ = [
     "dependency_groups", "group_scores", "groups", "iterative_magnitude_pruning", "lottery",
     "mask_transform", "rebuild_linen", "sensitivity", "shrink", "surgery", "unit_mask",
     "MaskedState", "decode", "decode_tree", "dynamic_sparse", "encode_bitmask",
-    "encode_relative", "encode_tree", "format_report", "get_masks", "masked_optimizer", "nbytes",
+    "encode_relative", "encode_tree", "find_prune_state", "format_report", "get_masks",
+    "masked_optimizer", "nbytes",
     "rigl", "set_", "smallest_k_groups", "sparsity_report", "tree_nbytes",
     "SCORES", "apply_masks", "block_mask", "check_masks", "erk_masks", "erk_sparsities",
     "global_masks", "keep_largest", "layerwise_masks", "magnitude", "masks_of", "movement",

@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -151,21 +152,64 @@ def _reset(tx, inner, params, keep):
 
 
 def get_masks(opt_state: Any) -> dict[str, jax.Array]:
-    """The ``{path: mask}`` dict from a :func:`masked_optimizer` state (searched recursively,
-    so it also works when the wrapper sits inside an ``optax.chain``)."""
+    """The ``{path: mask}`` dict from a :func:`masked_optimizer` state.
+
+    The state is searched recursively, so this also works when the wrapper sits inside an
+    ``optax.chain`` or a whole train state is given, and on the plain dicts and lists orbax
+    restores when no target is given (a :class:`MaskedState` becomes
+    ``{"inner", "prune", "count", "key"}``, a chain's tuple a list).
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from jaxcomp.prune import magnitude
+        >>> tx = masked_optimizer(optax.sgd(0.1), magnitude(0.5))
+        >>> state = tx.init({"w": jnp.array([[1., -3.], [2., 0.5]])})
+        >>> get_masks(state)["w"].tolist()
+        [[False, True], [True, False]]
+        >>> as_restored = {"inner": [], "prune": state.prune, "count": 0, "key": state.key}
+        >>> get_masks([as_restored])["w"].tolist()
+        [[False, True], [True, False]]
+    """
     found = find_prune_state(opt_state)
     if found is None:
-        raise ConfigError("get_masks: no masked_optimizer state found in this optimizer state")
+        raise ConfigError("get_masks: no masked_optimizer state found in this optimizer state "
+                          f"(a {type(opt_state).__name__})")
     return found["masks"]
 
 
+_FIELDS = frozenset(MaskedState._fields)
+
+
+def _is_restored_masked_state(x: Any) -> bool:
+    """A :class:`MaskedState` as orbax restores it without a target: a plain dict."""
+    return (isinstance(x, Mapping) and _FIELDS <= set(x) and isinstance(x["prune"], Mapping)
+            and "masks" in x["prune"])
+
+
 def find_prune_state(opt_state: Any) -> Any:
-    """The pruner state inside an optimizer state, or ``None``."""
+    """The pruner state inside an optimizer (or train) state, or ``None``.
+
+    Accepts the typed state and the plain-dict/list form orbax restores without a target.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from jaxcomp.prune import magnitude
+        >>> tx = optax.chain(optax.clip(1.0), masked_optimizer(optax.sgd(0.1), magnitude(0.5)))
+        >>> sorted(find_prune_state(tx.init({"w": jnp.ones((2, 2))})))
+        ['gate', 'masks', 'schedule']
+    """
     if isinstance(opt_state, MaskedState):
         return opt_state.prune
-    if isinstance(opt_state, tuple | list):
-        for s in opt_state:
-            r = find_prune_state(s)
-            if r is not None:
-                return r
+    if _is_restored_masked_state(opt_state):
+        return opt_state["prune"]
+    if isinstance(opt_state, Mapping):
+        children = opt_state.values()
+    elif isinstance(opt_state, tuple | list):
+        children = opt_state
+    else:
+        return None
+    for s in children:
+        r = find_prune_state(s)
+        if r is not None:
+            return r
     return None

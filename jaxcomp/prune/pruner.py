@@ -11,16 +11,26 @@
 * ``acc`` — the score accumulator (``taylor``, ``movement`` only).
 
 ``apply`` zeroes the pruned weights; ``update`` recomputes masks when the gate
-is open. By default pruning is monotone: a weight once pruned stays pruned
-(its score is ``-inf`` at the next update), as in Zhu & Gupta's algorithm.
+is open. A plain number as sparsity (one-shot, no schedule) with a score that
+needs no gradients or key (``magnitude``) prunes already in ``init``; a schedule
+(a gradual one starting at 0 stays dense at ``init``), an explicit ``gate`` or
+``random``/``snip``/``taylor``/``movement`` prune at the first gated ``update``.
+By default pruning is monotone: a weight once pruned stays pruned (its score is
+``-inf`` at the next update), as in Zhu & Gupta's algorithm.
 
 Example:
     >>> import jax, jax.numpy as jnp
     >>> from jaxcomp.prune.pruner import magnitude
     >>> params = {"Dense_0": {"kernel": jnp.arange(1., 9.).reshape(2, 4), "bias": jnp.ones(4)}}
-    >>> t = magnitude(0.5)
-    >>> s = t.update(params, t.init(params), step=0)
-    >>> t.apply(params, s)["Dense_0"]["kernel"].tolist()
+    >>> t = magnitude(0.5)                          # one-shot: pruned already at init
+    >>> t.apply(params, t.init(params))["Dense_0"]["kernel"].tolist()
+    [[0.0, 0.0, 0.0, 0.0], [5.0, 6.0, 7.0, 8.0]]
+    >>> from jaxcomp.core.schedules import polynomial
+    >>> g = magnitude(polynomial(0.0, 0.5, begin=0, end=4, frequency=2))  # gradual
+    >>> bool(g.init(params)["masks"]["Dense_0/kernel"].all())   # dense until updated
+    True
+    >>> s = g.update(params, g.init(params), step=4)
+    >>> g.apply(params, s)["Dense_0"]["kernel"].tolist()
     [[0.0, 0.0, 0.0, 0.0], [5.0, 6.0, 7.0, 8.0]]
 """
 
@@ -86,7 +96,9 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
 
     Args:
       score: ``"magnitude"``, ``"random"``, ``"snip"``, ``"taylor"`` or ``"movement"``.
-      sparsity: target fraction pruned: a number (one-shot at step 0), a schedule
+      sparsity: target fraction pruned: a number (one-shot at step 0 — with the default
+        ``gate`` and a score needing no grads or key, i.e. ``magnitude``, the masks
+        already reach it in ``init``), a schedule
         (``jaxcomp.schedules.polynomial(0, 0.9, begin, end, frequency=Δt)`` for
         Zhu & Gupta), or ``{path_rule: number | schedule}`` — an explicit per-path map
         (layer-wise; leaves no rule matches are not pruned).
@@ -126,6 +138,11 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
         first = as_sparsity_schedule(sparsity, "prune.sparsity")
     if structure == "block" and len(tuple(block)) < 1:
         raise ConfigError(f"prune.block: got {block!r}; need a tuple of block sizes")
+    # a plain number (or a map of numbers) with the default gate is a one-shot target at
+    # step 0: scores that need neither gradients nor a key reach it already in ``init``
+    prunes_at_init = (gate is None and score not in S.NEEDS_GRADS and score != "random"
+                      and not any(isinstance(v, schedules.Schedule) for v in
+                                  (sparsity.values() if per_path else (sparsity,))))
     g_begin, g_end, g_every = gate if gate is not None else default_gate(first)
     if not isinstance(g_every, jax.Array):
         from jaxcomp.core.errors import check_range
@@ -166,6 +183,8 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
                           "every": jnp.maximum(jnp.asarray(g_every, jnp.int32), 1)}}
         if score in S.ACCUMULATES:
             state["acc"] = {p: jnp.zeros(pd[p].shape, jnp.float32) for p in sel}
+        if prunes_at_init:
+            state = _update(cfg, params, state, jnp.zeros((), jnp.int32), None, None)
         return state
 
     cfg = _Cfg(score, allocation, structure, normalize, int(n), int(m), int(axis), block,
@@ -297,27 +316,42 @@ def _apply_masks(params, masks):
 
 
 def magnitude(sparsity: Sparsity = 0.5, **kwargs: Any) -> Transform:
-    """Magnitude pruning (``|w|``); see :func:`pruner` for the arguments."""
+    """Magnitude pruning (``|w|``); a number as ``sparsity`` prunes already in ``init``.
+
+    A schedule or an explicit ``gate`` prunes at the gated ``update`` steps instead (a
+    gradual schedule starting at 0 is dense at ``init``); see :func:`pruner`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> t = magnitude(0.8)
+        >>> w = {"w": jnp.arange(1., 11.).reshape(2, 5)}
+        >>> t.apply(w, t.init(w))["w"].tolist()
+        [[0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 9.0, 10.0]]
+    """
     return pruner("magnitude", sparsity, **kwargs)
 
 
 def random(sparsity: Sparsity = 0.5, **kwargs: Any) -> Transform:
-    """Uniform random pruning (needs ``key=`` in ``update``); see :func:`pruner`."""
+    """Uniform random pruning; prunes at the first gated ``update`` (it needs ``key=``),
+    not in ``init``; see :func:`pruner`."""
     return pruner("random", sparsity, **kwargs)
 
 
 def snip(sparsity: Sparsity = 0.5, **kwargs: Any) -> Transform:
-    """SNIP: ``|g·w|`` from the gradients of the step at the gate (default step 0)."""
+    """SNIP: ``|g·w|`` from the gradients of the step at the gate (default step 0); prunes
+    at that ``update`` (it needs ``grads=``), not in ``init``."""
     return pruner("snip", sparsity, **kwargs)
 
 
 def taylor(sparsity: Sparsity = 0.5, **kwargs: Any) -> Transform:
-    """First-order Taylor saliency ``|g·w|`` (EMA over training steps)."""
+    """First-order Taylor saliency ``|g·w|`` (EMA over training steps); prunes at gated
+    ``update`` steps, never in ``init``."""
     return pruner("taylor", sparsity, **kwargs)
 
 
 def movement(sparsity: Sparsity = 0.5, **kwargs: Any) -> Transform:
-    """Movement pruning: scores ``−Σ w·g`` accumulated over the steps."""
+    """Movement pruning: scores ``−Σ w·g`` accumulated over the steps; prunes at gated
+    ``update`` steps, never in ``init``."""
     return pruner("movement", sparsity, **kwargs)
 
 
