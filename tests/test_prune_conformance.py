@@ -104,3 +104,12 @@ def test_a_new_score_is_one_function_and_one_registration():
     finally:
         unregister_score("cube_magnitude")
     assert "cube_magnitude" not in SCORES
+
+
+def test_a_gate_ending_before_it_begins_is_refused():
+    from jaxcomp.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"end=10 comes before begin=100"):
+        pruner("magnitude", 0.5, gate=(100, 10, 1))
+    with pytest.raises(ConfigError, match=r"end=5 comes before begin=50"):
+        dst.dynamic_sparse("set", 0.5, begin=50, every=3, end=5)

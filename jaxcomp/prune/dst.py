@@ -57,14 +57,15 @@ def dynamic_sparse(method: str, sparsity: Any = 0.9, *, drop_fraction: Any = 0.3
     check_range("prune.drop_fraction", drop_fraction, 0.0, 1.0)
     check_range("prune.frequency", every, 1, None)
 
+    gate = schedules.gate(begin, end, every)  # refuses an end before the begin
+
     def init(params):
         pd = paths.path_dict(params)
         sel = selected_paths(params, where)
         return {"masks": {p: jnp.ones(pd[p].shape, bool) for p in sel},
                 "sparsity": jnp.asarray(sparsity, jnp.float32),
                 "drop": schedules.to_arrays(schedules.cosine(drop_fraction, 0.0, begin, end)),
-                "gate": {"begin": jnp.asarray(begin, jnp.int32), "end": jnp.asarray(end, jnp.int32),
-                         "every": jnp.maximum(jnp.asarray(every, jnp.int32), 1)}}
+                "gate": dict(gate)}
 
     def update(params, state, *, step, grads=None, key=None):
         if key is None:

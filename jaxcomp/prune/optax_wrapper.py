@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxcomp.core import paths
+from jaxcomp.core import paths, schedules
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
 
@@ -119,9 +119,7 @@ def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
 def _gate_open(prune_state, step):
     if not isinstance(prune_state, dict) or "gate" not in prune_state or "acc" in prune_state:
         return None
-    g = prune_state["gate"]
-    return (step >= g["begin"]) & (step <= g["end"]) & (jnp.mod(step - g["begin"], g["every"])
-                                                        == 0)
+    return schedules.gate_open(prune_state["gate"], step)
 
 
 def _keep_or_zero(both, p, upd, w):

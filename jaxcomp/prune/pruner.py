@@ -140,13 +140,15 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
         raise ConfigError(f"prune.block: got {block!r}; need a tuple of block sizes")
     # a plain number (or a map of numbers) with the default gate is a one-shot target at
     # step 0: scores that need neither gradients nor a key reach it already in ``init``
-    prunes_at_init = (gate is None and score not in S.NEEDS_GRADS and score != "random"
+    prunes_at_init = (gate is None and score not in S.NEEDS_GRADS
+                      and not S.get_score(score).needs_key
                       and not any(isinstance(v, schedules.Schedule) for v in
                                   (sparsity.values() if per_path else (sparsity,))))
     g_begin, g_end, g_every = gate if gate is not None else default_gate(first)
     if not isinstance(g_every, jax.Array):
         from jaxcomp.core.errors import check_range
         check_range("prune.frequency", g_every, 1, None)
+    gate_arrays = schedules.gate(g_begin, g_end, g_every)  # refuses an end before the begin
     block = tuple(int(b) for b in block)
 
     def _selected(params):
@@ -178,9 +180,7 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
             sched = schedules.to_arrays(first)
         state = {"masks": {p: jnp.ones(pd[p].shape, bool) for p in sel},
                  "schedule": sched,
-                 "gate": {"begin": jnp.asarray(g_begin, jnp.int32),
-                          "end": jnp.asarray(g_end, jnp.int32),
-                          "every": jnp.maximum(jnp.asarray(g_every, jnp.int32), 1)}}
+                 "gate": dict(gate_arrays)}
         if score in S.ACCUMULATES:
             state["acc"] = {p: jnp.zeros(pd[p].shape, jnp.float32) for p in sel}
         if prunes_at_init:
@@ -193,8 +193,8 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
     def update(params, state, *, step, grads=None, key=None):
         if score in S.NEEDS_GRADS and grads is None:
             raise ConfigError(f"prune.method={score!r}: update needs grads=")
-        if score == "random" and key is None:
-            raise ConfigError("prune.method='random': update needs key= (a PRNG key)")
+        if S.get_score(score).needs_key and key is None:
+            raise ConfigError(f"prune.method={score!r}: update needs key= (a PRNG key)")
         return _update(cfg, params, state, jnp.asarray(step, jnp.int32), grads, key)
 
     return (ShrinkingPruner if monotone else Transform)(init, _apply, update)
@@ -244,8 +244,7 @@ def _update(cfg: _Cfg, params, state, step, grads, key):
         new["acc"] = {p: S.accumulate(cfg.score, a, pd[p], gd[p], cfg.ema_decay)
                       for p, a in state["acc"].items()}
     g = state["gate"]
-    is_update = (step >= g["begin"]) & (step <= g["end"]) & \
-        (jnp.mod(step - g["begin"], g["every"]) == 0)
+    is_update = schedules.gate_open(g, step)
     def recompute():
         masks = _compute_masks(cfg, params, new, step, grads, key)
         if cfg.monotone:  # also when the schedule's sparsity falls: pruned stays pruned
