@@ -9,7 +9,12 @@
 * ``int8_sparse90_bytes_ratio``: the same model with 90% of each kernel pruned,
   fp32 dense vs sparse int8 export (bitmask + non-zero codes). No target.
 * ``int8_forward_time_ratio``: LeNet-300-100 integer inference vs fp32 forward at
-  batch 1024. Target ≤ 0.85. ``int8_forward_time_ratio_lenet5`` (no target).
+  batch 1024. Target ≤ 0.85. Beside it, the first layer's int8 dot / f32 dot in the
+  same rounds and whether the process was granted AMX tile data: XLA:CPU's int8 dot
+  (YNNPACK) uses AMX-INT8 where it is granted and is as slow as the f32 dot where it
+  is not. ``int8_forward_time_ratio_no_amx`` (no target): the same in a child refused
+  AMX (``--deny-amx``, a seccomp filter), as on a CPU without it.
+  ``int8_forward_time_ratio_lenet5`` (no target).
 * ``int8_export_peak_memory_ratio``: a 100M-parameter fp32 tree exported to int8
   in a subprocess: ``1 + (peak RSS during the export - RSS before it) / fp32 bytes``,
   the peak read from the child's own ``VmHWM`` (reset before the export), not
