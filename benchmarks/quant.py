@@ -9,10 +9,16 @@
 * ``int8_sparse90_bytes_ratio``: the same model with 90% of each kernel pruned,
   fp32 dense vs sparse int8 export (bitmask + non-zero codes). No target.
 * ``int8_forward_time_ratio``: LeNet-300-100 integer inference vs fp32 forward at
-  batch 1024. Target ≤ 0.85. ``int8_forward_time_ratio_lenet5`` (no target).
+  batch 1024. Target ≤ 0.85. Beside it, the first layer's int8 dot / f32 dot in the
+  same rounds and whether the process was granted AMX tile data: XLA:CPU's int8 dot
+  (YNNPACK) uses AMX-INT8 where it is granted and is as slow as the f32 dot where it
+  is not. ``int8_forward_time_ratio_no_amx`` (no target): the same in a child refused
+  AMX (``--deny-amx``, a seccomp filter), as on a CPU without it.
+  ``int8_forward_time_ratio_lenet5`` (no target).
 * ``int8_export_peak_memory_ratio``: a 100M-parameter fp32 tree exported to int8
-  in a subprocess: ``1 + (peak RSS - RSS after creating the tree) / fp32 bytes``.
-  Target ≤ 1.3.
+  in a subprocess: ``1 + (peak RSS during the export - RSS before it) / fp32 bytes``,
+  the peak read from the child's own ``VmHWM`` (reset before the export), not
+  ``ru_maxrss``, which a child inherits from its parent across exec. Target ≤ 1.3.
 
 Run: ``python benchmarks/quant.py`` (``--only NAME`` to run one group).
 """
@@ -20,6 +26,7 @@ Run: ``python benchmarks/quant.py`` (``--only NAME`` to run one group).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import subprocess
@@ -37,12 +44,13 @@ from harness import emit, interleaved, log  # noqa: E402
 from jaxcomp.models import get_model  # noqa: E402
 from jaxcomp.quant.act import act_quant  # noqa: E402
 from jaxcomp.quant.export import dir_bytes, export_int, int_bytes, save  # noqa: E402
-from jaxcomp.quant.intinfer import int_model  # noqa: E402
+from jaxcomp.quant.intinfer import int_dense, int_model  # noqa: E402
 from jaxcomp.quant.ptq import layer_rules  # noqa: E402
 from jaxcomp.quant.transform import weight_quant  # noqa: E402
 from jaxcomp.train import create_state, make_train_step  # noqa: E402
 
 STEPS = 10
+DENY_AMX = False
 
 
 def _batch(n, shape=(28, 28, 1), seed=0):
@@ -174,7 +182,7 @@ def bench_bytes() -> None:
                   "array bytes, what the sweep ledger's int_bytes reports")
 
 
-def _forward_ratio(name: str, shape, batch: int) -> tuple[float, float, float]:
+def _forward_ratio(name: str, shape, batch: int) -> dict:
     model = get_model(name, input_shape=shape)
     x = _batch(batch, shape)["x"]
     params, ms = model.init(jax.random.key(0), x[:1])
@@ -186,46 +194,127 @@ def _forward_ratio(name: str, shape, batch: int) -> tuple[float, float, float]:
     iw = jax.tree.map(jnp.asarray, iw)
     f32 = jax.jit(lambda p, xb: model.apply(p, ms, xb)[0])
     i8 = jax.jit(lambda w, xb: im.apply(w, {}, xb)[0])
-    f32(params, x).block_until_ready()
-    i8(iw, x).block_until_ready()
     reps = 20 if name == "lenet300" else 3
 
-    def run(fn, p):
+    def run(fn, *args):
+        fn(*args).block_until_ready()
+
         def go():
             for _ in range(reps):
-                out = fn(p, x)
+                out = fn(*args)
             out.block_until_ready()
         return go
 
-    t = interleaved({"fp32": run(f32, params), "int8": run(i8, iw)}, repeats=7)
-    return (t["int8"]["wall"] / t["fp32"]["wall"], t["int8"]["cpu"] / t["fp32"]["cpu"],
-            1e3 * t["fp32"]["wall"] / reps)
+    variants = {"fp32": run(f32, params, x), "int8": run(i8, iw, x)}
+    if name == "lenet300":
+        # the first layer's dot alone, f32 vs int8 codes (int32 accumulation), in the same
+        # rounds: how much of the ratio XLA:CPU's int8 dot itself allows on this machine
+        x2 = x.reshape(batch, -1)
+        qx = jnp.asarray(np.random.default_rng(1).integers(-127, 128, x2.shape), jnp.int8)
+        variants["dot_fp32"] = run(jax.jit(jnp.matmul), x2, params["Dense_0"]["kernel"])
+        variants["dot_int8"] = run(jax.jit(int_dense), qx, iw["Dense_0"]["q"])
+    t = interleaved(variants, repeats=7)
+    out = {"ratio": t["int8"]["wall"] / t["fp32"]["wall"],
+           "cpu_ratio": t["int8"]["cpu"] / t["fp32"]["cpu"],
+           "fp32_ms": 1e3 * t["fp32"]["wall"] / reps, "int8_ms": 1e3 * t["int8"]["wall"] / reps}
+    if "dot_int8" in t:
+        out["dot_ratio"] = t["dot_int8"]["wall"] / t["dot_fp32"]["wall"]
+        out["dot_cpu_ratio"] = t["dot_int8"]["cpu"] / t["dot_fp32"]["cpu"]
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def _amx() -> dict:
+    """Whether the CPU has AMX-INT8 and whether this process was granted its tile data
+    (XLA:CPU's int8 dot, through YNNPACK, uses AMX where it is granted)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+        perm = ctypes.c_uint64(0)  # arch_prctl(ARCH_GET_XCOMP_PERM): bit 18 = AMX tile data
+        ok = ctypes.CDLL(None).syscall(158, 0x1022, ctypes.byref(perm)) == 0
+        return {"cpu_amx_int8": "amx_int8" in flags, "cpu_avx512_vnni": "avx512_vnni" in flags,
+                "amx_granted": bool(ok and perm.value & (1 << 18))}
+    except (OSError, AttributeError):  # pragma: no cover - not Linux x86-64
+        return {}
+
+
+def _deny_amx() -> None:
+    """Refuse AMX tile data to this process (seccomp: ARCH_REQ_XCOMP_PERM -> EPERM, all
+    threads), so the int8 dot runs the kernels of a CPU without AMX. Linux x86-64."""
+    class Insn(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Insn))]
+
+    ld, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_RET|K
+    insns = [Insn(ld, 0, 0, 4), Insn(jeq, 0, 5, 0xC000003E),  # arch == x86-64
+             Insn(ld, 0, 0, 0), Insn(jeq, 0, 3, 158),  # nr == arch_prctl
+             Insn(ld, 0, 0, 16), Insn(jeq, 0, 1, 0x1023),  # ARCH_REQ_XCOMP_PERM
+             Insn(ret, 0, 0, 0x00050001), Insn(ret, 0, 0, 0x7FFF0000)]  # EPERM / allow
+    prog = Prog(len(insns), (Insn * len(insns))(*insns))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.syscall(317, 1, 1, ctypes.byref(prog)) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp filter refused")  # NO_NEW_PRIVS; TSYNC
 
 
 def bench_forward() -> None:
-    r, c, ms = _forward_ratio("lenet300", (28, 28, 1), 1024)
-    emit("int8_forward_time_ratio", round(r, 4), "ratio", 0.85, cpu_ratio=round(c, 4),
-         fp32_ms=round(ms, 3))
-    r, c, ms = _forward_ratio("lenet5", (28, 28, 1), 1024)
-    emit("int8_forward_time_ratio_lenet5", round(r, 4), "ratio", None, ok=True,
-         cpu_ratio=round(c, 4), fp32_ms=round(ms, 3),
+    r = _forward_ratio("lenet300", (28, 28, 1), 1024)
+    if DENY_AMX:
+        emit("int8_forward_time_ratio_no_amx", r.pop("ratio"), "ratio", None, ok=True, **r,
+             **_amx(), note="AMX tile data refused to the process (seccomp), as on a CPU "
+                            "without AMX; dot_ratio: the first layer's int8 dot / f32 dot")
+        return
+    emit("int8_forward_time_ratio", r.pop("ratio"), "ratio", 0.85, **r, **_amx(),
+         note="dot_ratio: the first layer's int8 dot / f32 dot in the same rounds")
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--only", "forward",
+                          "--deny-amx"], capture_output=True, text=True, timeout=900)
+    if out.returncode == 0 and out.stdout.strip():
+        print(out.stdout.strip().splitlines()[-1], flush=True)
+    else:
+        log("no-AMX forward not measured:", out.stderr[-300:])
+    r = _forward_ratio("lenet5", (28, 28, 1), 1024)
+    emit("int8_forward_time_ratio_lenet5", r.pop("ratio"), "ratio", None, ok=True, **r,
          note="no target: XLA on CPU upcasts int8 convolutions")
 
 
+# The child is a fresh interpreter, but Linux keeps resource usage across execve: its
+# ru_maxrss starts at the parent's peak RSS (after the other groups, 1-2 GB), which made
+# the figure depend on what ran before it. The child reads its own peak (VmHWM, reset to
+# the current RSS right before the export through /proc/self/clear_refs) instead.
 _MEM_CHILD = r"""
-import json, resource, numpy as np, psutil
+import ctypes, json, resource, numpy as np, jax
 from jaxcomp.quant.export import export_int
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key + ":"))
+
+def extra_peak(tree):
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap pages out of the baseline RSS
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS
+    base = status("VmRSS")
+    q = export_int(tree, 8)
+    return status("VmHWM") - base, q
+
+inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 export_int({"w": np.ones((256, 256), np.float32)}, 8)  # compile/warm up
 rng = np.random.default_rng(0)
 tree = {f"layer_{i}": {"kernel": rng.standard_normal((10000, 1000), dtype=np.float32),
                        "bias": np.zeros(1000, np.float32)} for i in range(10)}
 fp32 = sum(l["kernel"].nbytes + l["bias"].nbytes for l in tree.values())
-base = psutil.Process().memory_info().rss
-peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-q = export_int(tree, 8)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"fp32": fp32, "base": base, "peak": peak, "peak_before": peak_before,
-                  "int_bytes": sum(v["kernel"]["q"].nbytes for v in q.values())}))
+extra, q = extra_peak(tree)  # first export of these shapes: compiles the scale function
+int_bytes = sum(v["kernel"]["q"].nbytes for v in q.values())
+del q
+extra_warm, _ = extra_peak(tree)
+for layer in tree.values():  # the same tree as jax arrays (trained params), one at a time
+    for k in layer:
+        layer[k] = jax.device_put(layer[k]).block_until_ready()
+extra_jax, _ = extra_peak(tree)
+print(json.dumps({"fp32": fp32, "extra": extra, "extra_warm": extra_warm,
+                  "extra_jax": extra_jax, "int_bytes": int_bytes,
+                  "inherited_maxrss": inherited}))
 """
 
 
@@ -237,13 +326,17 @@ def bench_memory() -> None:
              reason=out.stderr[-500:])
         return
     d = json.loads(out.stdout.strip().splitlines()[-1])
-    ratio = 1 + (d["peak"] - d["base"]) / d["fp32"]
-    emit("int8_export_peak_memory_ratio", round(ratio, 4), "ratio", 1.3,
-         fp32_mb=round(d["fp32"] / 2**20, 1), extra_peak_mb=round((d["peak"] - d["base"])
-                                                                   / 2**20, 1),
-         int8_mb=round(d["int_bytes"] / 2**20, 1),
-         note="100M params; 1 + (peak RSS during export - RSS after creating the tree) / "
-              "fp32 bytes; int8 output itself is 0.25")
+    mb = 2 ** 20
+    emit("int8_export_peak_memory_ratio", round(1 + d["extra"] / d["fp32"], 4), "ratio", 1.3,
+         fp32_mb=round(d["fp32"] / mb, 1), extra_peak_mb=round(d["extra"] / mb, 1),
+         int8_mb=round(d["int_bytes"] / mb, 1),
+         warm_ratio=round(1 + d["extra_warm"] / d["fp32"], 4),
+         jax_leaves_ratio=round(1 + d["extra_jax"] / d["fp32"], 4),
+         child_inherited_maxrss_mb=round(d["inherited_maxrss"] / mb, 1),
+         note="100M params; 1 + (peak RSS during export - RSS before it) / fp32 bytes, "
+              "peak = the child's VmHWM reset before the export (ru_maxrss is inherited "
+              "across exec from the parent); int8 output itself is 0.25; jax_leaves_ratio: "
+              "the same tree as jax arrays")
 
 
 GROUPS = {"qat": bench_qat, "bytes": bench_bytes, "forward": bench_forward,
@@ -251,9 +344,15 @@ GROUPS = {"qat": bench_qat, "bytes": bench_bytes, "forward": bench_forward,
 
 
 def main() -> None:
+    global DENY_AMX
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=sorted(GROUPS), action="append")
+    ap.add_argument("--deny-amx", action="store_true",
+                    help="refuse AMX to this process (the forward group's no-AMX figure)")
     args = ap.parse_args()
+    if args.deny_amx:
+        _deny_amx()  # before the first computation: YNNPACK asks for AMX when it starts
+        DENY_AMX = True
     for name in args.only or list(GROUPS):
         GROUPS[name]()
 

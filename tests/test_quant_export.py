@@ -141,3 +141,85 @@ def test_int_path_conv_folded_rescnn():
     np.testing.assert_allclose(yi, fq, atol=1e-4, rtol=1e-4)
     with pytest.raises(ConfigError, match="activation range"):
         int_model(f.model, export_int(f.params, 8), {})
+
+
+@pytest.mark.parametrize("axis", [0, 2, -1, None])
+def test_blockwise_export_equals_one_block(monkeypatch, axis):
+    import jaxcomp.quant.export as ex
+
+    w = np.asarray(jax.random.normal(jax.random.key(3), (6, 5, 4, 7)), np.float32)
+    whole = {b: export_int({"k": {"kernel": w}}, b, axis=axis if axis is not None else -1,
+                           per_channel=axis is not None, symmetric=b == 8)["k"]["kernel"]
+             for b in (8, 4)}
+    monkeypatch.setattr(ex, "BLOCK_ELEMS", 9)  # many blocks, not aligned to rows
+    for src in (w, jnp.asarray(w), jnp.asarray(w, jnp.bfloat16)):
+        ref = w if src.dtype != jnp.bfloat16 else np.asarray(src, np.float32)
+        for b in (8, 4):
+            got = export_int({"k": {"kernel": src}}, b, axis=axis if axis is not None else -1,
+                             per_channel=axis is not None, symmetric=b == 8)["k"]["kernel"]
+            exp = whole[b] if ref is w else export_int(
+                {"k": {"kernel": ref}}, b, axis=axis if axis is not None else -1,
+                per_channel=axis is not None, symmetric=b == 8)["k"]["kernel"]
+            assert sorted(got) == sorted(exp)
+            for key in exp:
+                np.testing.assert_array_equal(got[key], exp[key])
+            assert codes(got).shape == w.shape
+
+
+def test_export_nan_in_a_later_block_names_the_leaf(monkeypatch):
+    import jaxcomp.quant.export as ex
+
+    monkeypatch.setattr(ex, "BLOCK_ELEMS", 8)
+    w = np.ones((10, 4), np.float32)
+    w[7, 1], w[9, 3] = np.nan, -np.inf
+    with pytest.raises(ConfigError, match=r"weights enc/kernel: 2 NaN or infinite value\(s\) "
+                                          r"of 40"):
+        export_int({"enc": {"kernel": jnp.asarray(w)}}, 8)
+
+
+_PEAK_CHILD = r"""
+import ctypes, json, sys, numpy as np, jax
+from jaxcomp.quant.export import export_int
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key + ":"))
+
+rng = np.random.default_rng(0)
+out = {}
+for name, axis in (("last_axis", -1), ("middle_axis", 1), ("jax", -1)):
+    # 40 MB; the channel axis in the middle of a 3-D leaf: moving it last is not a view
+    k = rng.standard_normal((4000, 2500) if axis == -1 else (50, 4000, 50), dtype=np.float32)
+    tree = {"d": {"kernel": jax.device_put(k).block_until_ready() if name == "jax" else k}}
+    del k
+    export_int({"d": {"kernel": np.ones((8, 2500) if axis == -1 else (8, 4000), np.float32)}},
+               8, axis=axis)  # compile the scale function for these channel counts
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = status("VmRSS")
+    q = export_int(tree, 8, axis=axis)
+    out[name] = (status("VmHWM") - base) / tree["d"]["kernel"].nbytes
+    del q, tree
+print(json.dumps(out))
+"""
+
+
+def test_export_peak_memory_is_the_int8_output_plus_a_block():
+    """A fresh child's own peak RSS (VmHWM, reset right before the export), not
+    ru_maxrss, which a child inherits from its parent across exec."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("needs Linux /proc/self/clear_refs to reset the peak RSS")
+    out = subprocess.run([sys.executable, "-c", _PEAK_CHILD], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    extra = json.loads(out.stdout.strip().splitlines()[-1])
+    # the int8 codes are 0.25 of the float32 leaf; a 1 MB block, its mask and its codes are
+    # ~0.05 more; a float32 copy of the leaf (the channel axis moved last) would be 1.0 more
+    for name, ratio in extra.items():
+        assert 0.24 <= ratio <= 0.35, (name, extra)

@@ -44,42 +44,64 @@ from jaxcomp.core import paths as _paths
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.select import Where
 from jaxcomp.quant.transform import bits_per_path
-from jaxcomp.quant.uniform import check_finite, normalize_axis, qparams
+from jaxcomp.quant.uniform import normalize_axis, qparams
 
-BLOCK_ELEMS = 1 << 20  # quantize 1M elements (4 MB of float32) at a time
+BLOCK_ELEMS = 1 << 18  # quantize 256K elements (1 MB of float32) at a time
 
 
-def _blocks(n: int, row: int):
-    step = max(1, BLOCK_ELEMS // max(row, 1))
+def _blocks(x3: np.ndarray):
+    """Slices of ``x3``'s first axis holding about :data:`BLOCK_ELEMS` elements each."""
+    n = x3.shape[0]
+    step = max(1, BLOCK_ELEMS // max(1, int(np.prod(x3.shape[1:]))))
     for i in range(0, n, step):
         yield slice(i, min(n, i + step))
 
 
+def _block_f32(x3: np.ndarray, sl: slice, c: int) -> np.ndarray:
+    """One block as float32 ``(rows, c)``: a copy of the block only (never of the leaf)."""
+    return np.asarray(x3[sl], np.float32).reshape(-1, c)
+
+
 def quantize_leaf_np(x: Any, bits: int, *, axis: int | None = -1,
-                     symmetric: bool = True) -> dict[str, np.ndarray]:
-    """Quantize one array (per-channel along ``axis`` or per-tensor) block by block."""
-    x = np.asarray(x)
-    if x.dtype != np.float32:
-        x = x.astype(np.float32)
+                     symmetric: bool = True, what: str = "weights") -> dict[str, np.ndarray]:
+    """Quantize one array (per-channel along ``axis`` or per-tensor) block by block.
+
+    The leaf is read in blocks of about :data:`BLOCK_ELEMS` elements through a view
+    (any channel axis, any float dtype), so the extra memory is the integer output
+    plus one float32 block. ``what`` names the leaf in errors.
+
+    Example:
+        >>> import numpy as np
+        >>> out = quantize_leaf_np(np.array([[0.5, -1.0], [1.0, 2.0]], np.float32), 8)
+        >>> out["q"].tolist(), out["scale"].ravel().tolist()
+        ([[64, -64], [127, 127]], [0.007874015718698502, 0.015748031437397003])
+    """
+    x = np.asarray(x)  # jax CPU arrays: a zero-copy view
     shape = x.shape
     keep = normalize_axis(axis, x.ndim) if axis is not None else ()
-    # view as (rows, channels): channel axis last
+    # x3: a view whose first axis is blocked and whose last axis is the channel axis
     if keep:
-        a = keep[0]
-        xm = np.moveaxis(x, a, -1)
-        c = xm.shape[-1]
+        x3 = np.moveaxis(x, keep[0], -1)
+        c = x3.shape[-1]
+        if x3.ndim == 1:
+            x3 = x3[None]
     else:
-        xm, c = x, 1
-    x2 = xm.reshape(-1, c)  # a view when the channel axis is already last
-    rows = x2.shape[0]
+        x3, c = x.reshape(-1, 1), 1  # a view for contiguous leaves
     lo = np.full((c,), np.inf, np.float32)
     hi = np.full((c,), -np.inf, np.float32)
-    for sl in _blocks(rows, c):
-        blk = x2[sl]
-        if not np.all(np.isfinite(blk)):
-            raise ConfigError("export: NaN or infinite weights; quantization needs finite values")
+    bad = 0
+    for sl in _blocks(x3):
+        blk = _block_f32(x3, sl, c)
+        finite = np.isfinite(blk)
+        if not finite.all():
+            bad += int(blk.size - np.count_nonzero(finite))
+            continue
         lo = np.minimum(lo, blk.min(axis=0))
         hi = np.maximum(hi, blk.max(axis=0))
+        del blk, finite
+    if bad:
+        raise ConfigError(f"export: {what}: {bad} NaN or infinite value(s) of {x.size}; "
+                          "quantization needs finite values")
     if not keep:
         lo, hi = lo.min(keepdims=True), hi.max(keepdims=True)
     # scales by the same XLA ops as the fake-quant path; codes block by block in numpy, in
@@ -87,16 +109,16 @@ def quantize_leaf_np(x: Any, bits: int, *, axis: int | None = -1,
     # only at an exact .5 tie)
     scale, zp = (np.asarray(a, np.float32) for a in _qparams_jit(lo, hi, bits, symmetric))
     qmin, qmax = (float(v) for v in _np_qrange(bits, symmetric))
-    q = np.empty(x2.shape, np.int8)
-    for sl in _blocks(rows, c):
-        v = np.divide(x2[sl], scale, dtype=np.float32)
+    q3 = np.empty(x3.shape, np.int8)
+    for sl in _blocks(x3):
+        v = np.divide(_block_f32(x3, sl, c), scale, dtype=np.float32)  # a new block
         if not symmetric:
             v += zp
         np.round(v, out=v)
         np.clip(v, qmin, qmax, out=v)
-        q[sl] = v
+        q3[sl] = v.reshape(q3[sl].shape)
         del v
-    q = q.reshape(xm.shape)
+    q = q3.reshape(np.moveaxis(x, keep[0], -1).shape) if keep else q3.reshape(shape)
     stat_shape = [1] * x.ndim
     if keep:
         q = np.moveaxis(q, -1, keep[0])
@@ -203,10 +225,9 @@ def export_int(params: Any, bits: Any = 8, *, where: Where = None, per_channel: 
         for part in parents:
             node = node.setdefault(part, {})
         if path in per:
-            check_finite(leaf, f"weights {path}") if not isinstance(leaf, np.ndarray) else None
             node[last] = quantize_leaf_np(leaf, int(per[path]),
                                           axis=axis if per_channel else None,
-                                          symmetric=symmetric)
+                                          symmetric=symmetric, what=f"weights {path}")
         else:
             node[last] = np.asarray(leaf)
     if sparse:
