@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", help="T1 … T8, or 'all'")
     p.add_argument("--quick", action="store_true",
                    help="smoke-test size (minutes); results go to <out>/T<n>_quick.*")
-    p.add_argument("--out", default=None, help="results directory (default docs/results)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="results directory (default: docs/results)")
 
 
 def run(args: argparse.Namespace) -> int:
