@@ -12,9 +12,10 @@ imported JAX (checked once, in a separate process, from ``sys.modules``).
   --set prune.sparsty=0.5`` (an unknown key: one line, exit 2). Target <= 1.0.
 * ``import_jax_seconds``: ``python -c "import jax"``, for scale (no target).
 
-``--baseline DIR`` runs every command a second time with ``PYTHONPATH=DIR``
-(another checkout of jaxcomp), interleaved with this one, and adds its
-median as ``baseline`` to each line.
+``--baseline DIR`` runs every command a second time in DIR (another checkout of
+jaxcomp, with its ``configs/``; ``python -m`` puts the working directory first
+on ``sys.path``), interleaved with this one, and adds its median as
+``baseline`` to each line.
 
 Run:
     JAX_PLATFORMS=cpu .venv/bin/python benchmarks/cli.py [--repeats 5] [--baseline DIR]
@@ -49,9 +50,10 @@ CHECK_JAX = ("import sys, runpy; sys.argv = ['jaxcomp'] + sys.argv[1:]\n"
              "print('JAX_IMPORTED=' + str('jax' in sys.modules), file=sys.stderr)")
 
 
-def _env(pythonpath: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": pythonpath, "TF_CPP_MIN_LOG_LEVEL": "3",
-            "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+def _env(root: str) -> tuple[dict[str, str], str]:
+    """Environment and working directory that make ``root``'s jaxcomp the one imported."""
+    return ({**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3",
+             "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}, root)
 
 
 def _children_cpu() -> float:
@@ -59,9 +61,9 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _timed(cmd: list[str], env: dict[str, str], rc: int) -> tuple[float, float]:
+def _timed(cmd: list[str], where: tuple[dict[str, str], str], rc: int) -> tuple[float, float]:
     c0, t0 = _children_cpu(), time.perf_counter()
-    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run(cmd, env=where[0], cwd=where[1], capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
     if p.returncode != rc:
         raise RuntimeError(f"{' '.join(cmd)}: exit {p.returncode}, expected {rc}: "
@@ -69,8 +71,8 @@ def _timed(cmd: list[str], env: dict[str, str], rc: int) -> tuple[float, float]:
     return wall, cpu
 
 
-def _imports_jax(args: list[str], env: dict[str, str]) -> bool:
-    p = subprocess.run([sys.executable, "-c", CHECK_JAX, *args], env=env, cwd=ROOT,
+def _imports_jax(args: list[str], where: tuple[dict[str, str], str]) -> bool:
+    p = subprocess.run([sys.executable, "-c", CHECK_JAX, *args], env=where[0], cwd=where[1],
                        capture_output=True, text=True)
     return "JAX_IMPORTED=True" in p.stderr
 
