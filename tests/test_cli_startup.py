@@ -40,6 +40,10 @@ def probe(*args):
     (["train", TRAIN_CFG, "--set", "train.epochs=abc"], 2, "train.epochs: got 'abc'"),
     (["train", "configs/nope.py"], 2, "does not exist"),
     (["sweep", TRAIN_CFG, "--set", "quant.bitz=4"], 2, "did you mean 'quant.bits'"),
+    (["train", TRAIN_CFG, "--set", "train.learning_rate=-1"], 2, "allowed range (0, inf]"),
+    (["train", TRAIN_CFG, "--set", "train.optimizer=adagrad"], 2, "train.optimizer"),
+    (["train", TRAIN_CFG, "--set", "data.name=imagenet"], 2, "data.name: got 'imagenet'"),
+    (["sensitivity", TRAIN_CFG, "--set", "train.epochs=-1"], 2, "train.epochs: got -1"),
 ])
 def test_help_version_and_config_errors_do_not_import_jax(args, rc, needle):
     code, heavy, r = probe(*args)
@@ -79,6 +83,28 @@ def test_family_defaults_read_from_source_equal_the_modules(name, module):
     assert got == want
     assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in want.items()}
     assert set(family_defaults()) == set(families.available())
+
+
+BAD_VALUES = ["train.epochs=-1", "train.batch_size=0", "train.optimizer=adagrad",
+              "train.learning_rate=0", "train.weight_decay=-0.1", "train.scan=maybe",
+              "data.name=imagenet", "data.limit_train=-5", "data.limit_test=-1"]
+
+
+@pytest.mark.parametrize("override", BAD_VALUES)
+def test_early_checks_say_what_the_run_validation_says(override):
+    from jaxcomp.core.errors import ConfigError
+    from jaxcomp.experiment import run
+    from jaxcomp.experiment.config import OPTIMIZERS, apply_overrides, base_config, check_values
+
+    assert OPTIMIZERS == run.OPTIMIZERS
+    cfg = base_config()
+    apply_overrides(cfg, [override])
+    with pytest.raises(ConfigError) as early:
+        check_values(cfg)
+    with pytest.raises(ConfigError) as late:
+        run.validate(cfg)
+        run.load_data(cfg)  # data.limit_* are checked when the data is loaded
+    assert str(early.value) == str(late.value)
 
 
 def test_no_command_prints_help_on_stderr_and_exits_2():

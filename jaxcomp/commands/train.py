@@ -15,6 +15,7 @@ import os
 
 from jaxcomp.commands.common import add_config_arguments, config_from_args
 from jaxcomp.core.files import write_json_atomic
+from jaxcomp.experiment.config import check_values
 
 HELP = "train one model from a config and print a results line"
 
@@ -48,6 +49,7 @@ def format_result(record: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)  # config errors are reported before JAX is imported
+    check_values(cfg)
     from jaxcomp.distributed.args import setup_from_args
     from jaxcomp.distributed.multihost import is_writer
     from jaxcomp.experiment.run import run_experiment

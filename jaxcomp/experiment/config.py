@@ -23,10 +23,11 @@ from typing import Any
 
 import ml_collections
 
-from jaxcomp.core.errors import ConfigError, suggest
+from jaxcomp.core.errors import ConfigError, check_choice, check_range, suggest
 from jaxcomp.distributed.mesh import mesh_config
 from jaxcomp.experiment import families
 
+OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")  # as jaxcomp.experiment.run.OPTIMIZERS
 _PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent
 _BUILTIN_REGISTRY = families.available
 
@@ -203,3 +204,31 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) ->
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, text = item.split("=", 1)
         set_key(cfg, key.strip(), parse_value(text.strip()))
+
+
+def check_values(cfg: ml_collections.ConfigDict) -> None:
+    """Range and choice checks of the ``train`` and ``data`` keys that need no JAX.
+
+    The CLI runs them right after ``--set``, so the common bad values fail in a
+    fraction of a second; ``jaxcomp.experiment.run.validate`` checks them again
+    (with ``model.name`` and the families' keys, which need JAX) before a run.
+
+    Example:
+        >>> cfg = base_config()
+        >>> cfg.train.learning_rate = -1.0
+        >>> check_values(cfg)
+        Traceback (most recent call last):
+        jaxcomp.core.errors.ConfigError: train.learning_rate: got -1.0; allowed range (0, inf]
+    """
+    from jaxcomp.data import DATASETS
+
+    t = cfg.train
+    check_range("train.epochs", t.epochs, 0, None)
+    check_range("train.batch_size", t.batch_size, 1, None)
+    check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    check_range("train.learning_rate", t.learning_rate, 0.0, None, lo_open=True)
+    check_range("train.weight_decay", t.weight_decay, 0.0, None)
+    check_choice("train.scan", t.scan, ("auto", "on", "off"))
+    check_choice("data.name", cfg.data.name, DATASETS)
+    check_range("data.limit_train", cfg.data.limit_train, 0, None)
+    check_range("data.limit_test", cfg.data.limit_test, 0, None)
