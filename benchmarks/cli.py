@@ -10,6 +10,8 @@ imported JAX (checked once, in a separate process, from ``sys.modules``).
 * ``cli_version_seconds``: ``jaxcomp --version``. Target <= 1.0.
 * ``cli_config_error_seconds``: ``jaxcomp train configs/lenet300_fmnist.py
   --set prune.sparsty=0.5`` (an unknown key: one line, exit 2). Target <= 1.0.
+* ``cli_config_value_error_seconds``: the same with ``--set train.learning_rate=-1``
+  (a value out of range). Target <= 1.0.
 * ``import_jax_seconds``: ``python -c "import jax"``, for scale (no target).
 
 ``--baseline DIR`` runs every command a second time in DIR (another checkout of
@@ -41,8 +43,9 @@ COMMANDS = {
     "cli_subcommand_help_seconds": ["train", "--help"],
     "cli_version_seconds": ["--version"],
     "cli_config_error_seconds": ["train", CONFIG, "--set", "prune.sparsty=0.5"],
+    "cli_config_value_error_seconds": ["train", CONFIG, "--set", "train.learning_rate=-1"],
 }
-EXPECTED_RC = {"cli_config_error_seconds": 2}
+EXPECTED_RC = {"cli_config_error_seconds": 2, "cli_config_value_error_seconds": 2}
 TARGET = 1.0
 CHECK_JAX = ("import sys, runpy; sys.argv = ['jaxcomp'] + sys.argv[1:]\n"
              "try:\n    runpy.run_module('jaxcomp.cli', run_name='__main__')\n"
