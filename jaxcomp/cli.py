@@ -2,7 +2,9 @@
 and defines ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 
 Bad input (a :class:`jaxcomp.ConfigError`) is printed as one line on stderr
-with exit status 2 — never a traceback.
+with exit status 2 — never a traceback. No command prints the help on stderr,
+also with exit status 2. Building the parser, ``--help``, ``--version`` and
+config errors do not import JAX: a command imports what it needs in ``run``.
 
 Example:
     >>> from jaxcomp.cli import main
@@ -17,6 +19,7 @@ import importlib
 import os
 import sys
 
+from jaxcomp.commands.common import HelpFormatter
 from jaxcomp.core.errors import ConfigError
 
 COMMANDS = ("train", "sweep", "report", "sensitivity", "reproduce")
@@ -34,19 +37,20 @@ def _load_commands() -> dict:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    """The ``jaxcomp`` parser (options show their defaults) and the command modules."""
     parser = argparse.ArgumentParser(
-        prog="jaxcomp",
+        prog="jaxcomp", formatter_class=HelpFormatter,
         description="Neural-network compression for JAX: pruning, quantization, "
-                    "distillation and tensor decomposition.")
+                    "distillation and tensor decomposition.",
+        epilog="Run 'jaxcomp COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     mods = _load_commands()
     for name, mod in mods.items():
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP,
+                           formatter_class=HelpFormatter)
         mod.add_arguments(p)
     return parser, mods
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     if not args.command:
-        parser.print_help()
-        return 0
+        parser.print_help(sys.stderr)
+        return 2
     from jaxcomp.distributed.supervise import die_with_supervisor, needs_supervisor, supervise
 
     die_with_supervisor()

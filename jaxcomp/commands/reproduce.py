@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
                    help="smoke-test size (minutes; claims are not meaningful at this size); "
                         "results go to <out>/T<n>_quick.*")
-    p.add_argument("--out", default=None,
+    p.add_argument("--out", default=None, metavar="DIR",
                    help="results directory (default: docs/results for a full run in a "
                         "checkout, runs/reproduce_quick for --quick, runs/reproduce for an "
                         "installed package)")

@@ -31,14 +31,16 @@ LIBRARY = "jaxcomp.prune.sensitivity"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from jaxcomp.commands.common import add_config_arguments
 
-    add_config_arguments(p)
+    add_config_arguments(p, out_help="output directory "
+                                     "(default: runs/sensitivity_<config name>)")
     p.add_argument("--kind", default="prune", choices=("prune", "channels", "quant"),
                    help="prune (levels = sparsities), channels (fraction of a dependency "
                         "group's channels removed) or quant (levels = bit widths)")
     p.add_argument("--levels", default=None,
                    help="comma-separated levels (default: sparsities 0.1..0.99 or bits 8..2)")
     p.add_argument("--where", action="append", default=None, metavar="RULE",
-                   help="only layers whose path matches this regex rule (repeatable)")
+                   help="only layers whose path matches this regex rule (repeatable; "
+                        "default: every layer)")
 
 
 def parse_levels(text: str | None, kind: str) -> list[float]:
@@ -124,10 +126,12 @@ def to_markdown(rows: list[dict[str, Any]], kind: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from jaxcomp.commands.common import config_from_args
+    from jaxcomp.experiment.config import check_values
 
-    lib = library()
-    cfg = config_from_args(args)
+    cfg = config_from_args(args)  # config and level errors come before JAX is imported
+    check_values(cfg)
     levels = parse_levels(args.levels, args.kind)
+    lib = library()
     stem = pathlib.Path(args.config).stem
     out = pathlib.Path(args.out or os.path.join("runs", f"sensitivity_{stem}"))
     model, params, model_state, ds = train(cfg, progress=not args.no_progress)

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", action="append", default=[], metavar="KEY=[V1,V2]",
                    help="sweep KEY over a list (product with the config's get_sweep(); "
                         "repeatable)")
-    p.add_argument("--chunk-size", type=int, default=32,
+    p.add_argument("--chunk-size", type=int, default=32, metavar="N",
                    help="at most this many settings per vmapped program (memory bound)")
     p.add_argument("--no-vectorize", action="store_true",
                    help="run every setting one after another (the reference path)")
@@ -55,16 +55,17 @@ def default_out(config_path: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from jaxcomp.core.errors import ConfigError
+
+    if args.chunk_size < 1:
+        raise ConfigError(f"--chunk-size: got {args.chunk_size}; allowed range [1, inf)")
+    cfg = config_from_args(args)  # before the sweep machinery (and JAX) is imported
     from jaxcomp.sweep.grid import from_overrides, load_sweep, product
     from jaxcomp.sweep.runner import SweepRunner
 
-    cfg = config_from_args(args)
     spec = load_sweep(args.config)
     extra = from_overrides(args.grid)
     if extra is not None:
         spec = extra if spec is None else product(spec, extra)
-    if args.chunk_size < 1:
-        raise ConfigError(f"--chunk-size: got {args.chunk_size}; allowed range [1, inf)")
     out = args.out or default_out(args.config)
     from jaxcomp.distributed.args import setup_from_args
 

@@ -15,6 +15,7 @@ import os
 
 from jaxcomp.commands.common import add_config_arguments, config_from_args
 from jaxcomp.core.files import write_json_atomic
+from jaxcomp.experiment.config import check_values
 
 HELP = "train one model from a config and print a results line"
 
@@ -22,7 +23,9 @@ HELP = "train one model from a config and print a results line"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from jaxcomp.distributed.args import add_distributed_arguments
 
-    add_config_arguments(p)
+    add_config_arguments(p, out_help="write result.json (and checkpoints, if "
+                                     "train.checkpoint) here (default: none, nothing is "
+                                     "written)")
     add_distributed_arguments(p)
 
 
@@ -45,11 +48,12 @@ def format_result(record: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)  # config errors are reported before JAX is imported
+    check_values(cfg)
     from jaxcomp.distributed.args import setup_from_args
     from jaxcomp.distributed.multihost import is_writer
     from jaxcomp.experiment.run import run_experiment
 
-    cfg = config_from_args(args)
     mesh = setup_from_args(args, cfg.mesh)
     record = run_experiment(cfg, progress=not args.no_progress, out_dir=args.out, mesh=mesh)
     if args.out and is_writer():

@@ -3,7 +3,8 @@
 A :class:`ConfigError` names the offending parameter (a config key or a
 parameter path), the value it got and what is allowed. The CLI prints its
 message on one line and exits with status 2; library callers can catch it as a
-``ValueError``.
+``ValueError``. This module does not import JAX (the CLI reports config errors
+before JAX is loaded).
 
 Example:
     >>> from jaxcomp.core.errors import ConfigError, check_range
@@ -14,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -85,6 +87,5 @@ def check_range(
 
 
 def _is_tracer(x: Any) -> bool:
-    import jax
-
-    return isinstance(x, jax.core.Tracer)
+    jax = sys.modules.get("jax")  # no JAX imported yet: nothing can be a tracer
+    return jax is not None and isinstance(x, jax.core.Tracer)

@@ -17,12 +17,12 @@ Example:
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from jax.sharding import Mesh
+from typing import TYPE_CHECKING, Any
 
 from jaxcomp.distributed.mesh import AXES, make_mesh, parse_mesh
-from jaxcomp.distributed.multihost import initialize
+
+if TYPE_CHECKING:  # adding the flags (the CLI's start-up) does not import JAX
+    from jax.sharding import Mesh
 
 
 def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +66,8 @@ def setup_from_args(args: argparse.Namespace, mesh_default: Any = None) -> Mesh:
     ``mesh_default`` (e.g. a config's ``mesh`` block) is used when ``--mesh`` is
     not given. Must run before any other JAX call in the process.
     """
+    from jaxcomp.distributed.multihost import initialize
+
     initialize(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
                getattr(args, "process_id", None),
                timeout_s=getattr(args, "init_timeout", 120.0),

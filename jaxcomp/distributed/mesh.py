@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jax
 import ml_collections
 import numpy as np
-from jax.sharding import AxisType, Mesh
 
 from jaxcomp.core.errors import ConfigError, suggest
+
+if TYPE_CHECKING:  # JAX is imported when a mesh is made, not for config blocks and flags
+    from jax.sharding import Mesh
 
 AXES = ("sweep", "data", "model")
 MeshSpec = Mapping[str, int] | str | None
@@ -131,6 +132,9 @@ def make_mesh(spec: MeshSpec = None, *, devices: Sequence[Any] | None = None) ->
       ConfigError: an unknown axis, a bad size, or sizes whose product is not
         the number of devices.
     """
+    import jax
+    from jax.sharding import AxisType, Mesh
+
     devices = list(jax.devices() if devices is None else devices)
     sizes = mesh_shape(spec, len(devices))
     shape = tuple(sizes[a] for a in AXES)

@@ -36,8 +36,6 @@ import sys
 import time
 from collections.abc import Mapping
 
-import jax
-
 from jaxcomp.core.errors import ConfigError
 
 ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
@@ -217,6 +215,8 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     group = resolve(coordinator, num_processes, process_id)
     if group is None and not auto:
         return None
+    import jax  # here, not at the top: resolve() serves the CLI's start-up without JAX
+
     if jax.distributed.is_initialized():
         return group
     from jax._src import xla_bridge
@@ -241,6 +241,8 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 def _cpu_collectives() -> None:
     """CPU devices of different processes talk through gloo (the jax 0.10 default;
     set explicitly in case a default of 'none' comes back)."""
+    import jax
+
     try:
         if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -250,12 +252,16 @@ def _cpu_collectives() -> None:
 
 def is_writer() -> bool:
     """True on the process that writes results, logs and checkpoint metadata (process 0)."""
+    import jax
+
     return jax.process_index() == 0
 
 
 def log(msg: str) -> None:
     """Print ``msg`` to stderr on the writer only, prefixed with the process count."""
     if is_writer():
+        import jax
+
         print(f"[{jax.process_count()} process(es)] {msg}", file=sys.stderr, flush=True)
 
 

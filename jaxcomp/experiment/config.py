@@ -12,16 +12,24 @@ Example:
 from __future__ import annotations
 
 import ast
+import builtins
+import functools
+import importlib
 import importlib.util
 import pathlib
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ml_collections
 
-from jaxcomp.core.errors import ConfigError, suggest
+from jaxcomp.core.errors import ConfigError, check_choice, check_range, suggest
 from jaxcomp.distributed.mesh import mesh_config
 from jaxcomp.experiment import families
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")  # as jaxcomp.experiment.run.OPTIMIZERS
+_PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent
+_BUILTIN_REGISTRY = families.available
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -38,10 +46,65 @@ def base_config() -> ml_collections.ConfigDict:
          "weight_decay": 0.0, "momentum": 0.9, "scan": "auto", "eval_batch_size": 1000,
          "checkpoint": False})
     c.mesh = mesh_config()
-    for name, fam in families.available().items():
-        c[name] = fam.default_config()
+    for name, default_config in family_defaults().items():
+        c[name] = default_config()
     c.lock()
     return c
+
+
+def family_defaults() -> dict[str, Callable[[], ml_collections.ConfigDict]]:
+    """Each available family's ``default_config`` function, in run order.
+
+    A family module imports JAX, so a family not imported yet has its
+    ``default_config`` read from its source file (a function of literals) instead:
+    loading a config and checking ``--set`` keys stays free of JAX. A function
+    that needs more than ``ml_collections`` falls back to importing the family.
+
+    Example:
+        >>> sorted(family_defaults())
+        ['decompose', 'distill', 'prune', 'quant']
+        >>> family_defaults()["prune"]().method
+        'none'
+    """
+    if families.available is not _BUILTIN_REGISTRY:  # a registry replaced at run time
+        return {n: f.default_config for n, f in families.available().items()}
+    out = {}
+    for name, module in families.FAMILY_MODULES.items():
+        fn = None if module in sys.modules else _default_config_from_source(module)
+        if fn is None:
+            try:
+                fn = importlib.import_module(module).default_config
+            except ModuleNotFoundError as e:  # a family this installation lacks
+                if e.name != module:
+                    raise
+                continue
+        out[name] = fn
+    return out
+
+
+@functools.cache
+def _default_config_from_source(module: str) -> Callable[[], ml_collections.ConfigDict] | None:
+    """``module.default_config`` compiled from the module's source alone, or None."""
+    path = _PACKAGE_DIR.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    if module.split(".")[0] != "jaxcomp" or not path.is_file():
+        return None
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        fn = next(n for n in tree.body
+                  if isinstance(n, ast.FunctionDef) and n.name == "default_config")
+        fn.returns = None  # annotations may name imports this namespace lacks
+        for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs:
+            a.annotation = None
+        code = compile(ast.Module(body=[fn], type_ignores=[]), str(path), "exec")
+        namespace = {"__builtins__": builtins, "__name__": module,
+                     "ml_collections": ml_collections}
+        exec(code, namespace)
+        default_config = namespace["default_config"]
+        if not isinstance(default_config(), ml_collections.ConfigDict):
+            return None
+    except Exception:  # noqa: BLE001 - anything unusual: import the module instead
+        return None
+    return default_config
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
@@ -141,3 +204,31 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) ->
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, text = item.split("=", 1)
         set_key(cfg, key.strip(), parse_value(text.strip()))
+
+
+def check_values(cfg: ml_collections.ConfigDict) -> None:
+    """Range and choice checks of the ``train`` and ``data`` keys that need no JAX.
+
+    The CLI runs them right after ``--set``, so the common bad values fail in a
+    fraction of a second; ``jaxcomp.experiment.run.validate`` checks them again
+    (with ``model.name`` and the families' keys, which need JAX) before a run.
+
+    Example:
+        >>> cfg = base_config()
+        >>> cfg.train.learning_rate = -1.0
+        >>> check_values(cfg)
+        Traceback (most recent call last):
+        jaxcomp.core.errors.ConfigError: train.learning_rate: got -1.0; allowed range (0, inf]
+    """
+    from jaxcomp.data import DATASETS
+
+    t = cfg.train
+    check_range("train.epochs", t.epochs, 0, None)
+    check_range("train.batch_size", t.batch_size, 1, None)
+    check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    check_range("train.learning_rate", t.learning_rate, 0.0, None, lo_open=True)
+    check_range("train.weight_decay", t.weight_decay, 0.0, None)
+    check_choice("train.scan", t.scan, ("auto", "on", "off"))
+    check_choice("data.name", cfg.data.name, DATASETS)
+    check_range("data.limit_train", cfg.data.limit_train, 0, None)
+    check_range("data.limit_test", cfg.data.limit_test, 0, None)

@@ -193,6 +193,7 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
 
 class _Bar:
     def __init__(self, total: int, name: str):
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             Progress,
@@ -201,10 +202,12 @@ class _Bar:
             TimeRemainingColumn,
         )
 
+        # progress goes to stderr (like the sweep's bar): stdout holds only results
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  TextColumn("{task.completed}/{task.total} epochs"),
                                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[info]}"), transient=False)
+                                 TextColumn("{task.fields[info]}"), transient=False,
+                                 console=Console(stderr=True))
         self.progress.start()
         self.task = self.progress.add_task(name, total=total, info="")
 
