@@ -61,8 +61,8 @@ def test_method_and_base_keys_always_take_effect():
 
 @pytest.mark.parametrize("args, needle", [
     (["train", "configs/lenet300_fmnist.py", "--set", "prune.sparsity=1.5"],
-     "prune.sparsity: got 1.5"),
-    (["train", "configs/lenet300_fmnist.py", "--set", "quant.bits=9"], "quant.bits: got 9"),
+     "prune.sparsity: has no effect because the prune family is off"),
+    (["train", "configs/lenet300_fmnist.py", "--set", "quant.bits=9"], "quant.bits: has no"),
     (["sweep", "configs/demo_sweep.py", "--grid", "quant.bits=[9,4]"], "quant"),
 ])
 def test_cli_refuses_before_any_work(args, needle, tmp_path, capsys):
@@ -72,3 +72,14 @@ def test_cli_refuses_before_any_work(args, needle, tmp_path, capsys):
     err = capsys.readouterr().err
     assert needle in err and "is off" in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_refuses_setting_a_key_of_a_family_that_is_off(tmp_path, capsys):
+    from jaxcomp.cli import main
+
+    out = tmp_path / "out"
+    assert main(["train", "configs/lenet300_fmnist.py", "--set", "quant.bits=4",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "quant.bits: has no effect because the quant family is off" in err
+    assert "--set quant.method=<" in err and not out.exists()

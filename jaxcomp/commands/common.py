@@ -17,6 +17,7 @@ import argparse
 import ml_collections
 
 from jaxcomp.experiment.config import apply_overrides, load_config
+from jaxcomp.experiment.validate import check_keys_take_effect
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -54,4 +55,6 @@ def config_from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
     """The config file ``args.config`` with ``args.set`` applied (ConfigError if bad)."""
     cfg = load_config(args.config)
     apply_overrides(cfg, args.set)
+    if getattr(args, "grid", None) is None:  # a sweep checks its keys over all its settings
+        check_keys_take_effect([item.partition("=")[0].strip() for item in args.set], [cfg])
     return cfg

@@ -27,7 +27,7 @@ from jaxcomp.core.errors import ConfigError, check_choice, check_range, suggest
 from jaxcomp.distributed.mesh import mesh_config
 from jaxcomp.experiment import families
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")  # as jaxcomp.experiment.run.OPTIMIZERS
+OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")  # the optimizers train.optimizer names
 _PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent
 _BUILTIN_REGISTRY = families.available
 
@@ -210,8 +210,8 @@ def check_values(cfg: ml_collections.ConfigDict) -> None:
     """Range and choice checks of the ``train`` and ``data`` keys that need no JAX.
 
     The CLI runs them right after ``--set``, so the common bad values fail in a
-    fraction of a second; ``jaxcomp.experiment.run.validate`` checks them again
-    (with ``model.name`` and the families' keys, which need JAX) before a run.
+    fraction of a second; :func:`jaxcomp.experiment.validate.validate_config` runs
+    them again, with ``model.name`` and every family's keys, before any work.
 
     Example:
         >>> cfg = base_config()

@@ -24,9 +24,8 @@ from typing import Any
 
 import ml_collections
 
-from jaxcomp.core.errors import ConfigError, check_choice, check_range
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
+from jaxcomp.core.errors import ConfigError, check_choice
+from jaxcomp.experiment.config import OPTIMIZERS, check_values
 
 
 def _switch_on_hint(name: str, fam: Any) -> str:
@@ -42,18 +41,12 @@ def family_method(cfg: ml_collections.ConfigDict, name: str) -> str:
 
 
 def validate_base(cfg: ml_collections.ConfigDict) -> None:
-    """The keys every run has: train, data, model."""
-    from jaxcomp.data import DATASETS
+    """The keys every run has: train, data (:func:`~jaxcomp.experiment.config.check_values`)
+    and model."""
     from jaxcomp.models import MODELS
 
-    check_range("train.epochs", cfg.train.epochs, 0, None)
-    check_range("train.batch_size", cfg.train.batch_size, 1, None)
-    check_choice("train.optimizer", cfg.train.optimizer, OPTIMIZERS)
-    check_range("train.learning_rate", cfg.train.learning_rate, 0.0, None, lo_open=True)
-    check_range("train.weight_decay", cfg.train.weight_decay, 0.0, None)
-    check_choice("data.name", cfg.data.name, DATASETS)
+    check_values(cfg)
     check_choice("model.name", cfg.model.name, MODELS)
-    check_choice("train.scan", cfg.train.scan, ("auto", "on", "off"))
 
 
 def validate_config(cfg: ml_collections.ConfigDict) -> None:
@@ -81,7 +74,8 @@ def check_keys_take_effect(keys: Iterable[str],
                            configs: Sequence[ml_collections.ConfigDict]) -> None:
     """``keys`` (from ``--set`` or a sweep grid) must belong to a family that is on in at
     least one of ``configs``: a key of a family that is off everywhere changes nothing,
-    and a sweep over it would only repeat the same run.
+    and a sweep over it would only repeat the same run. Family modules (and JAX) are
+    imported only to word the error.
 
     Example:
         >>> from jaxcomp.experiment import base_config
@@ -89,13 +83,13 @@ def check_keys_take_effect(keys: Iterable[str],
     """
     from jaxcomp.experiment import families
 
-    fams = families.available()
     for key in keys:
         name, _, leaf = key.partition(".")
-        if name not in fams or leaf in ("", "method"):
+        if name not in families.FAMILY_MODULES or leaf in ("", "method"):
             continue
         if all(family_method(c, name) == "none" for c in configs):
-            raise ConfigError(f"{key}: has no effect because {_switch_on_hint(name, fams[name])}")
+            fam = families.available().get(name)
+            raise ConfigError(f"{key}: has no effect because {_switch_on_hint(name, fam)}")
 
 
 __all__ = ["OPTIMIZERS", "check_keys_take_effect", "family_method", "validate_base",
