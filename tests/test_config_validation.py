@@ -83,3 +83,20 @@ def test_cli_refuses_setting_a_key_of_a_family_that_is_off(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "quant.bits: has no effect because the quant family is off" in err
     assert "--set quant.method=<" in err and not out.exists()
+
+
+def test_a_config_file_is_executed_once_for_its_config_and_its_sweep(tmp_path):
+    from jaxcomp.experiment.config import load_config
+    from jaxcomp.sweep.grid import load_sweep
+
+    log = tmp_path / "executions.txt"
+    path = tmp_path / "cfg.py"
+    path.write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(log)!r}).open('a').write('x')\n"
+        "from jaxcomp.experiment import base_config\n"
+        "def get_config():\n    return base_config()\n"
+        "def get_sweep():\n    return {'seed': [0, 1]}\n")
+    cfg, spec = load_config(str(path)), load_sweep(str(path))
+    assert cfg.seed == 0 and len(spec) == 2
+    assert log.read_text() == "x"

@@ -107,22 +107,40 @@ def _default_config_from_source(module: str) -> Callable[[], ml_collections.Conf
     return default_config
 
 
-def load_config(path: str) -> ml_collections.ConfigDict:
-    """Import a config file and call its ``get_config()``; the result is locked."""
+_MODULES: dict[tuple[str, int, int], Any] = {}
+
+
+def load_config_module(path: str) -> Any:
+    """Execute a config file once and return it as a module; later calls for the same
+    unchanged file (``get_config`` and ``get_sweep`` alike) reuse it.
+
+    Raises:
+      ConfigError: the file does not exist or fails to execute.
+    """
     p = pathlib.Path(path)
     if not p.is_file():
         near = suggest(p.name, [f.name for f in p.parent.glob("*.py")]) if p.parent.is_dir() \
             else ""
         raise ConfigError(f"config file {path!r} does not exist{near}")
-    spec = importlib.util.spec_from_file_location(f"jaxcomp_config_{p.stem}", p)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except ConfigError:
-        raise
-    except Exception as e:
-        raise ConfigError(f"config file {path!r} failed to load: {type(e).__name__}: {e}") \
-            from None
+    st = p.stat()
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _MODULES:
+        spec = importlib.util.spec_from_file_location(f"jaxcomp_config_{p.stem}", p)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"config file {path!r} failed to load: {type(e).__name__}: "
+                              f"{e}") from None
+        _MODULES[key] = module
+    return _MODULES[key]
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+    """Import a config file and call its ``get_config()``; the result is locked."""
+    module = load_config_module(path)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config file {path!r} has no get_config() function")
     try:

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import itertools
 import json
-import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -233,11 +231,9 @@ def _axis_values(spec: Spec, key: str) -> list[Any]:
 
 def load_sweep(path: str) -> Spec | None:
     """The ``get_sweep()`` spec of a config file, or ``None`` if it defines none."""
-    p = pathlib.Path(path)
-    spec = importlib.util.spec_from_file_location(f"jaxcomp_sweep_{p.stem}", p)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    fn = getattr(module, "get_sweep", None)
+    from jaxcomp.experiment.config import load_config_module
+
+    fn = getattr(load_config_module(path), "get_sweep", None)
     if fn is None:
         return None
     out = fn()
