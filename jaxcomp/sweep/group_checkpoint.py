@@ -17,9 +17,11 @@ kill loses at most one epoch), and small runs do not wait for the disk. The last
 epoch is not saved (the records follow at once).
 
 Integrity: before each save a SHA-256 of the saved arrays (values, shapes, dtypes)
-is written atomically beside it, and a restore recomputes it from what it read. A
-checkpoint that is unreadable, partial, changed, or made for other runs is deleted
-with a one-line warning and the group starts over — it is never loaded.
+is written atomically beside it, and a restore recomputes it from what it read; once
+a save has finished, the SHA-256 of each of its files is added (as the orbax
+``Checkpointer`` of single runs keeps them), so a changed file is caught before orbax
+reads it. A checkpoint that is unreadable, partial, changed, or made for other runs
+is deleted with a one-line warning and the group starts over — it is never loaded.
 
 Example:
     >>> import tempfile, jax.numpy as jnp, numpy as np
@@ -72,6 +74,34 @@ def _digest(tree: Any) -> str:
     return hashlib.sha256((tree_signature(tree) + fingerprint(tree)).encode()).hexdigest()
 
 
+def _file_digests(root: pathlib.Path) -> dict[str, str]:
+    """SHA-256 of every file under a finished step (as the orbax Checkpointer keeps)."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in sorted(files):
+            full = os.path.join(dirpath, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def _quiet_closed_loop() -> None:
+    """After a failed orbax read, its reader threads may still call into an event loop
+    that orbax has closed; Python would print each such ``RuntimeError`` as a
+    traceback. Drop only those (once installed, for the process)."""
+    prev = sys.unraisablehook
+    if getattr(prev, "_jaxcomp_quiet", False):
+        return
+
+    def hook(u: Any) -> None:
+        if isinstance(u.exc_value, RuntimeError) and "Event loop is closed" in str(u.exc_value):
+            return
+        prev(u)
+
+    hook._jaxcomp_quiet = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 @dataclasses.dataclass
 class Resumed:
     """A restored group: its stacked ``state``, the ``history`` of the epochs done, and
@@ -99,6 +129,7 @@ class GroupCheckpoint:
             {"keys": self.keys, "epochs": self.epochs})
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._manager = None
+        self._saving: int | None = None
 
     def _orbax(self):
         if self._manager is None:
@@ -120,7 +151,7 @@ class GroupCheckpoint:
         tree = _host({"state": state, "losses": history.losses,
                       "accuracies": history.accuracies, "diverged": history.diverged_step})
         manager = self._orbax()
-        manager.wait_until_finished()  # the previous epoch is on disk from here on
+        self._finished()  # the previous epoch is on disk from here on
         if not (self.dir / META).exists():
             write_json_atomic(self.dir / META, {
                 "keys": self.keys, "epochs": self.epochs,
@@ -134,6 +165,19 @@ class GroupCheckpoint:
         import orbax.checkpoint as ocp
 
         manager.save(epoch, args=ocp.args.StandardSave(tree))
+        self._saving = epoch
+
+    def _finished(self) -> None:
+        """Wait for the save in flight; then add its files' checksums to its digest."""
+        if self._manager is None or self._saving is None:
+            return
+        self._manager.wait_until_finished()
+        epoch, self._saving = self._saving, None
+        path = self._digest_path(epoch)
+        step = self.dir / "orbax" / str(epoch)
+        if path.exists() and step.is_dir():
+            digest = json.loads(path.read_text())
+            write_json_atomic(path, {**digest, "files": _file_digests(step)})
 
     def restore(self, state: Any) -> Resumed | None:
         """The newest complete checkpoint of these runs, shaped like the fresh stacked
@@ -148,6 +192,8 @@ class GroupCheckpoint:
             target = _host(state)
             if meta.get("signature") != tree_signature(target):
                 raise ValueError("its state has another structure")
+            for tmp in (self.dir / "orbax").glob("*.orbax-checkpoint-tmp*"):
+                shutil.rmtree(tmp, ignore_errors=True)  # a save the kill interrupted
             epoch = self._orbax().latest_step()
             if epoch is None:
                 raise ValueError("no save finished")
@@ -156,13 +202,20 @@ class GroupCheckpoint:
                       "accuracies": np.zeros((epoch, n_set)),
                       "diverged": np.zeros(n_set, np.int64)}
             digest = json.loads(self._digest_path(epoch).read_text())
+            if "files" in digest:  # checked before orbax reads anything
+                now = _file_digests(self.dir / "orbax" / str(epoch))
+                bad = sorted(k for k in set(now) | set(digest["files"])
+                             if now.get(k) != digest["files"].get(k))
+                if bad:
+                    raise ValueError(f"checksum mismatch in {bad[:2]} of epoch {epoch}")
             import orbax.checkpoint as ocp
 
             tree = self._orbax().restore(epoch, args=ocp.args.StandardRestore(target))
             if _digest(tree) != digest.get("sha256"):
                 raise ValueError(f"checksum mismatch in epoch {epoch}")
         except Exception as e:  # unreadable, partial or changed: start over, never load it
-            why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            _quiet_closed_loop()
+            why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
             self.log(f"sweep: warning: group checkpoint {self.dir} is unusable "
                      f"({type(e).__name__}: {why}); the group starts over")
             self.delete()
@@ -178,7 +231,7 @@ class GroupCheckpoint:
     def close(self) -> None:
         """Wait for a save in flight and release orbax's threads."""
         if self._manager is not None:
-            self._manager.wait_until_finished()
+            self._finished()
             self._manager.close()
             self._manager = None
 

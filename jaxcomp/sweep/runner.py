@@ -447,6 +447,9 @@ class SweepRunner:
         groups: dict[str, list[Run]] = {}
         for r in todo:
             groups.setdefault(group_key(r.config, vk), []).append(r)
+        if self.checkpoint_groups and jax.process_count() > 1:
+            self.log("sweep: note: with several processes vectorized groups are not "
+                     "checkpointed at epoch ends (a killed group trains again from epoch 0)")
         self._bar = SweepProgress(sum(r.config.train.epochs for r in todo), len(todo)) \
             if self.progress and todo and self.writer else None
         counts = {"vectorized": 0, "sequential": 0, "diverged": 0, "error": 0}
