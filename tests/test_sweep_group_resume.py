@@ -121,6 +121,43 @@ def test_interrupted_group_resumes_to_the_same_records(tmp_path, monkeypatch, st
     assert len(recs) == 4 and not (out / GROUPS).exists()  # deleted once written
 
 
+def test_a_later_padded_chunk_resumes_as_it_was_saved(tmp_path, monkeypatch):
+    """8 settings in chunks of 3 ([0,1,2], [3,4,5], [6,7,7]); killed in the last chunk,
+    the rerun has 2 pending settings but rebuilds the saved padded chunk and resumes."""
+    spec = product({"prune.sparsity": [0.5, 0.9], "seed": [0, 1, 2, 3]})
+
+    def run(out, log=None):
+        return SweepRunner(_cfg(epochs=3), spec, str(out), progress=False, chunk_size=3,
+                           log=log or (lambda m: None)).run()
+
+    run(tmp_path / "straight")
+    real, made = runner_mod.epoch_end_hook, []
+
+    def hook_factory(*a, **k):
+        hook = real(*a, **k)
+        made.append(hook)
+        chunk = len(made)
+
+        def wrapped(e, state, history):
+            hook(e, state, history)
+            if chunk == 3 and e == 2:
+                raise Killed("third chunk, epoch 2")
+
+        return wrapped
+
+    with monkeypatch.context() as m:
+        m.setattr(runner_mod, "epoch_end_hook", hook_factory)
+        with pytest.raises(Killed):
+            run(tmp_path / "out")
+    assert len(ResultStore(tmp_path / "out").records()) == 6
+    logs = []
+    s = run(tmp_path / "out", log=logs.append)
+    assert (s["ran"], s["vectorized"]) == (2, 2)
+    assert any("resuming 2 setting(s) after epoch 2/3" in m for m in logs), logs
+    assert _comparable(tmp_path / "out") == _comparable(tmp_path / "straight")
+    assert not (tmp_path / "out" / GROUPS).exists()
+
+
 def _largest(out):
     files = [p for p in (out / GROUPS).rglob("*") if p.is_file() and "/d/" in str(p)]
     return max(files, key=lambda p: p.stat().st_size)

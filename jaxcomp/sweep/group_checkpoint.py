@@ -46,7 +46,7 @@ import os
 import pathlib
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import jax
@@ -284,3 +284,27 @@ def epoch_end_hook(ckpt: GroupCheckpoint | None, prog: Any, progress: Any, group
             progress.epochs(settings, group=group, epoch=epoch, of=epochs)
 
     return hook
+
+
+def saved_chunks(out_dir: str | os.PathLike, pending: Collection[str]) -> list[list[str]]:
+    """The run keys (stacked order, padding included) of saved group checkpoints whose
+    runs are all ``pending``: a rerun builds these chunks again as they were, so they
+    resume even when fewer runs are pending than when they were formed.
+
+    Example:
+        >>> import tempfile
+        >>> saved_chunks(tempfile.mkdtemp(), {"a", "b"})
+        []
+    """
+    root = pathlib.Path(out_dir) / GROUPS
+    out: list[list[str]] = []
+    taken: set[str] = set()
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            keys = [str(k) for k in json.loads((d / META).read_text())["keys"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if keys and set(keys) <= set(pending) and not set(keys) & taken:
+            out.append(keys)
+            taken |= set(keys)
+    return out

@@ -52,7 +52,12 @@ from jaxcomp.experiment.run import (
     validate,
 )
 from jaxcomp.sweep.grid import Spec, config_hash, expand
-from jaxcomp.sweep.group_checkpoint import GroupCheckpoint, epoch_end_hook, remove_finished
+from jaxcomp.sweep.group_checkpoint import (
+    GroupCheckpoint,
+    epoch_end_hook,
+    remove_finished,
+    saved_chunks,
+)
 from jaxcomp.sweep.grouping import (  # noqa: F401  (extra_arrays_of, group_key: public here)
     SCAN_MODELS,
     extra_arrays_of,
@@ -314,13 +319,20 @@ class SweepRunner:
         before = prog.compiles
         train_ids = getattr(self, "_train_ids", None) or list(range(len(runs)))
         uniq = list(dict.fromkeys(train_ids))  # runs that train; others share their result
-        n = len(uniq)
-        size = -(-n // math.ceil(n / self.chunk_size))  # equal chunks of at most chunk_size
+        # chunks saved by a killed run first, exactly as they were (members, order, padding)
+        index = {runs[i].key: i for i in uniq}
+        chunks = [[index[k] for k in keys] for keys in saved_chunks(self.store.dir, index)
+                  if len(keys) % self.multiple_of == 0] if self.checkpoint_groups else []
+        rest = [i for i in uniq if all(i not in c for c in chunks)]
+        n = len(rest)
+        size = -(-n // math.ceil(n / self.chunk_size)) if n else 1  # equal, <= chunk_size
         size = -(-size // self.multiple_of) * self.multiple_of  # e.g. the mesh's sweep axis
+        for a in range(0, n, size):
+            part = rest[a:a + size]
+            chunks.append(part + [part[-1]] * (size - len(part)))
         records = []
-        for start in range(0, n, size):
-            part = uniq[start:start + size]
-            padded = part + [part[-1]] * (size - len(part))
+        for padded in chunks:
+            part = list(dict.fromkeys(padded))
             tc = time.perf_counter()
             members = [i for i, t in enumerate(train_ids) if t in part]
             stacked = stack([states[i] for i in padded])
