@@ -86,6 +86,12 @@ def mesh_free(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def get_dotted(d: dict[str, Any], dotted: str) -> Any:
+    """``d[a][b]`` for ``"a.b"``, or ``None`` where a key is missing.
+
+    Example:
+        >>> get_dotted({"prune": {"sparsity": 0.9}}, "prune.sparsity"), get_dotted({}, "a.b")
+        (0.9, None)
+    """
     for p in dotted.split("."):
         if not isinstance(d, dict) or p not in d:
             return None
@@ -94,6 +100,13 @@ def get_dotted(d: dict[str, Any], dotted: str) -> Any:
 
 
 def fingerprint(tree: Any) -> str:
+    """A SHA-256 of every leaf's bytes (typed PRNG keys as their data).
+
+    Example:
+        >>> import numpy as np
+        >>> fingerprint({"w": np.ones(2)}) == fingerprint({"v": np.ones(2)})
+        True
+    """
     h = hashlib.sha256()
     for leaf in jax.tree.leaves(tree):
         if jax.dtypes.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key):
@@ -120,6 +133,13 @@ def one_step_fingerprint(ctx: RunContext, state: Any) -> str:
 
 
 def tree_signature(tree: Any) -> str:
+    """The tree structure with every leaf's shape and dtype (not its values).
+
+    Example:
+        >>> import numpy as np
+        >>> tree_signature({"w": np.ones(2)}) == tree_signature({"w": np.zeros(2)})
+        True
+    """
     leaves, treedef = jax.tree.flatten(tree)
     return str(treedef) + str([(np.shape(x), str(getattr(x, "dtype", type(x))))
                                for x in leaves])
