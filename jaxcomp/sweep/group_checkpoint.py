@@ -301,10 +301,12 @@ def saved_chunks(out_dir: str | os.PathLike, pending: Collection[str]) -> list[l
     taken: set[str] = set()
     for d in sorted(root.iterdir()) if root.is_dir() else []:
         try:
-            keys = [str(k) for k in json.loads((d / META).read_text())["keys"]]
+            meta = json.loads((d / META).read_text())
+            keys = [str(k) for k in meta["keys"]]
+            named = d.name == config_hash({"keys": keys, "epochs": int(meta["epochs"])})
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if keys and set(keys) <= set(pending) and not set(keys) & taken:
+        if named and keys and set(keys) <= set(pending) and not set(keys) & taken:
             out.append(keys)
             taken |= set(keys)
     return out

@@ -380,7 +380,7 @@ class SweepRunner:
             if self._bar is not None:
                 self._bar.runs(len(members))
         self.compiles += prog.compiles - before
-        self.log(f"sweep: group {group}: {n} runs vectorized in "
+        self.log(f"sweep: group {group}: {len(uniq)} runs vectorized in "
                  f"{time.perf_counter() - t0:.1f} s, {prog.compiles - before} compile(s)")
         return records
 
