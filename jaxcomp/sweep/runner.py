@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime
 import math
@@ -38,7 +37,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from jax.sharding import Mesh
 
 from jaxcomp.core.errors import ConfigError
@@ -54,12 +52,28 @@ from jaxcomp.experiment.run import (
     validate,
 )
 from jaxcomp.sweep.grid import Spec, config_hash, expand
+from jaxcomp.sweep.group_checkpoint import (
+    GroupCheckpoint,
+    epoch_end_hook,
+    remove_finished,
+    saved_chunks,
+)
+from jaxcomp.sweep.grouping import (  # noqa: F401  (extra_arrays_of, group_key: public here)
+    SCAN_MODELS,
+    extra_arrays_of,
+    fingerprint,
+    get_dotted,
+    group_key,
+    mesh_free,
+    one_step_fingerprint,
+    tree_signature,
+    vector_keys,
+)
+from jaxcomp.sweep.progress import SweepProgress
 from jaxcomp.sweep.store import ResultStore
 from jaxcomp.sweep.vectorized import VectorizedProgram, stack, train_stacked, unstack
 from jaxcomp.train.loop import FitResult
 from jaxcomp.train.state import create_state
-
-SCAN_MODELS = ("mlp", "lenet300", "nnx_mlp")
 
 
 @dataclasses.dataclass
@@ -70,107 +84,6 @@ class Run:
     setting: dict[str, Any]
     config: ml_collections.ConfigDict
     key: str
-
-
-def vector_keys() -> set[str]:
-    """``seed``, ``train.learning_rate`` (held in the optimizer state, see
-    :func:`jaxcomp.experiment.run.make_optimizer`) and every available family's
-    ``VECTOR_KEYS`` as dotted config keys."""
-    out = {"seed", "train.learning_rate"}
-    for name, fam in families.available().items():
-        for k in getattr(fam, "VECTOR_KEYS", ()):
-            out.add(k if k.startswith(name + ".") else f"{name}.{k}")
-    return out
-
-
-def extra_arrays_of(extra_batch: Any, ds: Any) -> dict[str, np.ndarray] | None:
-    """The per-example arrays behind an ``extra_batch`` callable, if it only indexes them.
-
-    Recognized: an ``arrays`` attribute, or (``jaxcomp.distill.cache.cached_extra_batch``)
-    a closure over a dict named ``arrays``; each array must have one row per training
-    example. Anything else returns ``None`` (the runs go one by one).
-    """
-    if extra_batch is None:
-        return None
-    arrays = getattr(extra_batch, "arrays", None)
-    code, cells = getattr(extra_batch, "__code__", None), getattr(extra_batch, "__closure__", None)
-    if arrays is None and code is not None and cells and "arrays" in code.co_freevars:
-        arrays = cells[code.co_freevars.index("arrays")].cell_contents
-    if not isinstance(arrays, dict) or not arrays:
-        return None
-    n = len(ds.x_train)
-    if not all(hasattr(v, "shape") and len(v.shape) and v.shape[0] == n for v in arrays.values()):
-        return None
-    return arrays
-
-
-def _without(d: dict[str, Any], dotted: set[str]) -> dict[str, Any]:
-    d = copy.deepcopy(d)
-    for key in dotted:
-        *parents, last = key.split(".")
-        node = d
-        for p in parents:
-            node = node.get(p, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return d
-
-
-def group_key(cfg: ml_collections.ConfigDict, vkeys: set[str]) -> str:
-    """Settings with equal group keys can share one compiled program."""
-    keys = set(vkeys)
-    if cfg.data.val_fraction:  # the validation split depends on the seed
-        keys.discard("seed")
-    return config_hash(_without(cfg.to_dict(), keys))
-
-
-def _mesh_free(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The config as a dict without its ``mesh`` block (results do not depend on it)."""
-    d = cfg.to_dict()
-    d.pop("mesh", None)
-    return d
-
-
-def _get(d: dict[str, Any], dotted: str) -> Any:
-    for p in dotted.split("."):
-        if not isinstance(d, dict) or p not in d:
-            return None
-        d = d[p]
-    return d
-
-
-def _fingerprint(tree: Any) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for leaf in jax.tree.leaves(tree):
-        if jax.dtypes.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        h.update(np.asarray(leaf).tobytes())
-    return h.hexdigest()
-
-
-def _one_step(ctx: RunContext, state: Any) -> str:
-    """A fingerprint of one train step of ``ctx``'s functions from ``state`` on the
-    first batch (to tell settings whose numbers are baked into code apart)."""
-    from jaxcomp.train.step import train_step_fn
-
-    cfg = ctx.config
-    step = jax.jit(train_step_fn(ctx.model, ctx.make_optimizer(), ctx.transform, ctx.loss_fn))
-    idx = np.arange(cfg.train.batch_size)
-    batch = {"x": ctx.dataset.x_train[idx], "y": ctx.dataset.y_train[idx]}
-    batch.update({k: v[idx] for k, v in (extra_arrays_of(ctx.extra_batch, ctx.dataset)
-                                         or {}).items()})
-    if ctx.loss_state is not None:
-        batch["loss_state"] = ctx.loss_state
-    new, metrics = step(state, batch)
-    return _fingerprint((new.params, new.opt_state, new.comp_state, metrics))
-
-
-def _signature(tree: Any) -> str:
-    leaves, treedef = jax.tree.flatten(tree)
-    return str(treedef) + str([(np.shape(x), str(getattr(x, "dtype", type(x))))
-                               for x in leaves])
 
 
 class SweepRunner:
@@ -184,7 +97,8 @@ class SweepRunner:
         is split into equal chunks (the last padded by repeating a setting) so
         the program compiles once.
       vectorize: ``"auto"`` (vectorize where possible), or ``False``.
-      progress: show a rich progress bar with ETA.
+      progress: show progress on stderr in setting-epochs, with ETA (see
+        :mod:`jaxcomp.sweep.progress`).
       tensorboard: write TensorBoard event files under ``out_dir/tb/<key>``.
       place: called on each stacked state before training (a device-placement hook).
       config_path: recorded in the manifest.
@@ -194,6 +108,9 @@ class SweepRunner:
         one-by-one runs are data-parallel over the whole mesh. With several
         processes every process runs the same program and only process 0 writes
         the store; which runs are pending is process 0's decision.
+      checkpoint_groups: save each vectorized chunk at epoch ends under
+        ``out_dir/groups`` and resume it after a kill (see
+        :mod:`jaxcomp.sweep.group_checkpoint`); not with several processes.
 
     A run's key and the sweep's hash leave out the config's ``mesh`` block: the
     results do not depend on it, so a sweep started on one mesh resumes on another.
@@ -203,7 +120,7 @@ class SweepRunner:
                  chunk_size: int = 32, vectorize: bool | str = "auto", progress: bool = True,
                  tensorboard: bool = False, place: Callable[[Any], Any] | None = None,
                  config_path: str = "", log: Callable[[str], None] | None = None,
-                 mesh: Mesh | None = None):
+                 mesh: Mesh | None = None, checkpoint_groups: bool = True):
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ConfigError(f"sweep chunk_size: got {chunk_size!r}; allowed range [1, inf)")
         if vectorize not in ("auto", True, False):
@@ -219,15 +136,16 @@ class SweepRunner:
             if mesh is not None:
                 check_divisible("train.batch_size", cfg.train.batch_size, mesh, "data")
         self.base, self.spec = base, spec
-        self.runs = [Run(i, s, c, config_hash(_mesh_free(c))) for i, (s, c) in enumerate(pairs)]
+        self.runs = [Run(i, s, c, config_hash(mesh_free(c))) for i, (s, c) in enumerate(pairs)]
         self.chunk_size, self.vectorize, self.progress = chunk_size, vectorize, progress
         self.place, self.tensorboard = place, tensorboard
+        self.checkpoint_groups = bool(checkpoint_groups)
         self.mesh = mesh
         self.multiple_of = 1 if mesh is None else int(mesh.shape["sweep"])
         self.writer = jax.process_index() == 0
         say = log or (lambda msg: print(msg, file=sys.stderr))
         self.log = say if self.writer else (lambda msg: None)
-        self.sweep_hash = config_hash({"base": _mesh_free(base),
+        self.sweep_hash = config_hash({"base": mesh_free(base),
                                        "settings": [r.setting for r in self.runs]})
         if tensorboard:
             from jaxcomp.sweep.tblog import require_tensorboard
@@ -256,7 +174,8 @@ class SweepRunner:
         self.eval_compiles = 0
         self._datasets: dict[str, Any] = {}
         self._meta: dict[str, Any] | None = None
-        self._bar: _Bar | None = None
+        self._bar: SweepProgress | None = None
+        self._buffer: list[dict[str, Any]] | None = None
         self._train_ids: list[int] | None = None
 
     # -- helpers ----------------------------------------------------------------------------
@@ -284,19 +203,28 @@ class SweepRunner:
         status = "diverged" if m.get("diverged") else "ok"
         swept = self.spec.keys() if self.spec else []
         rec = {"key": run.key, "index": run.index, "status": status,
-               "setting": {k: _get(result["config"], k) for k in swept},
+               "setting": {k: get_dotted(result["config"], k) for k in swept},
                "seed": run.config.seed, "metrics": m, "ledger": result["ledger"],
                "timings": {"train_seconds": m.get("train_seconds"),
                            "total_seconds": m.get("total_seconds"), **extra.pop("timings", {})},
                "path": path, "path_reason": reason, "group": group, **extra,
                "config": result["config"], **self._common(),
                "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-        self.store.append(rec)
+        if self._buffer is not None:  # a chunk's records land together (see _flush)
+            self._buffer.append(rec)
+        else:
+            self._flush([rec])
+        return rec
+
+    def _flush(self, recs: list[dict[str, Any]]) -> None:
+        """Append records in one write (a kill leaves none or all of a chunk's records,
+        unless it tears the write itself: then the rest are simply run again)."""
+        self.store.append_many(recs)
         if self.tensorboard and self.writer:
             from jaxcomp.sweep.tblog import write_run
 
-            write_run(self.store.dir / "tb" / run.key, rec)
-        return rec
+            for rec in recs:
+                write_run(self.store.dir / "tb" / rec["key"], rec)
 
     # -- the two paths ----------------------------------------------------------------------
 
@@ -341,10 +269,10 @@ class SweepRunner:
                 return ctxs, states, "the model has a model state (e.g. BatchNorm)"
             ctxs.append(ctx)
             states.append(state)
-        sig = {_signature((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)}
+        sig = {tree_signature((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)}
         if len(sig) > 1:
             return ctxs, states, "settings build states of different structure"
-        extras = {_fingerprint(extra_arrays_of(c.extra_batch, c.dataset) or {}) for c in ctxs}
+        extras = {fingerprint(extra_arrays_of(c.extra_batch, c.dataset) or {}) for c in ctxs}
         if len(extras) > 1:
             return ctxs, states, "settings feed different per-example data (extra_batch)"
         if (ctxs[0].loss_state is None) != all(c.loss_state is None for c in ctxs):
@@ -352,9 +280,9 @@ class SweepRunner:
         # Settings whose whole starting state is identical train identically, unless a
         # swept number is baked into a family's Python code: one train step of each on the
         # same state and batch tells the two apart. Identical ones train once, shared.
-        fps = [_fingerprint((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)]
+        fps = [fingerprint((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)]
         vk = sorted(vector_keys() - {"seed"})
-        vals = [config_hash([_get(r.config.to_dict(), k) for k in vk]) for r in runs]
+        vals = [config_hash([get_dotted(r.config.to_dict(), k) for k in vk]) for r in runs]
         first: dict[str, int] = {}
         checked: dict[tuple[str, str], bool] = {}
         ref_out: dict[int, str] = {}
@@ -368,8 +296,8 @@ class SweepRunner:
             pair = (vals[j], vals[i])
             if pair not in checked:
                 if j not in ref_out:
-                    ref_out[j] = _one_step(ctxs[j], states[j])
-                checked[pair] = _one_step(ctxs[i], states[i]) == ref_out[j]
+                    ref_out[j] = one_step_fingerprint(ctxs[j], states[j])
+                checked[pair] = one_step_fingerprint(ctxs[i], states[i]) == ref_out[j]
             if not checked[pair]:
                 return ctxs, states, ("a swept number is not held in the compression, "
                                       "optimizer or loss state (settings with identical "
@@ -391,41 +319,75 @@ class SweepRunner:
         before = prog.compiles
         train_ids = getattr(self, "_train_ids", None) or list(range(len(runs)))
         uniq = list(dict.fromkeys(train_ids))  # runs that train; others share their result
-        n = len(uniq)
-        size = -(-n // math.ceil(n / self.chunk_size))  # equal chunks of at most chunk_size
+        # chunks saved by a killed run first, exactly as they were (members, order, padding)
+        index = {runs[i].key: i for i in uniq}
+        chunks = [[index[k] for k in keys] for keys in saved_chunks(self.store.dir, index)
+                  if len(keys) % self.multiple_of == 0] if self.checkpoint_groups else []
+        rest = [i for i in uniq if all(i not in c for c in chunks)]
+        n = len(rest)
+        size = -(-n // math.ceil(n / self.chunk_size)) if n else 1  # equal, <= chunk_size
         size = -(-size // self.multiple_of) * self.multiple_of  # e.g. the mesh's sweep axis
+        for a in range(0, n, size):
+            part = rest[a:a + size]
+            chunks.append(part + [part[-1]] * (size - len(part)))
         records = []
-        for start in range(0, n, size):
-            part = uniq[start:start + size]
-            padded = part + [part[-1]] * (size - len(part))
+        for padded in chunks:
+            part = list(dict.fromkeys(padded))
             tc = time.perf_counter()
+            members = [i for i, t in enumerate(train_ids) if t in part]
             stacked = stack([states[i] for i in padded])
             ls = None if ctx0.loss_state is None else stack([ctxs[i].loss_state for i in padded])
-            out = train_stacked(prog, stacked, ds, seeds=[runs[i].config.seed for i in padded],
-                                epochs=cfg0.train.epochs, loss_states=ls, place=self.place,
-                                extra_arrays=extra_arrays_of(ctx0.extra_batch, ds))
-            jax.block_until_ready(out.state)
+            epochs = cfg0.train.epochs
+            gc = None if jax.process_count() > 1 or not self.checkpoint_groups else \
+                GroupCheckpoint(self.store.dir, [runs[i].key for i in padded], epochs, self.log)
+            resumed = gc.restore(stacked) if gc is not None else None
+            if resumed is not None:
+                stacked, prog.shared = resumed.state, resumed.shared
+                self.log(f"sweep: group {group}: resuming {len(part)} setting(s) after epoch "
+                         f"{resumed.history.epoch}/{epochs} from {gc.dir}")
+                if self._bar is not None:
+                    self._bar.skip(resumed.history.epoch * len(members))
+            try:
+                out = train_stacked(prog, stacked, ds, seeds=[runs[i].config.seed for i in padded],
+                                    epochs=epochs, loss_states=ls, place=self.place,
+                                    extra_arrays=extra_arrays_of(ctx0.extra_batch, ds),
+                                    start=resumed and resumed.history,
+                                    on_epoch_state=epoch_end_hook(gc, prog, self._bar, group,
+                                                                  len(members), epochs))
+                jax.block_until_ready(out.state)
+            finally:
+                if gc is not None:
+                    gc.close()
             chunk_seconds = time.perf_counter() - tc
             finals = unstack(out.state if self.mesh is None else host_tree(out.state),
                              len(part))
             flops = None
-            members = [i for i, t in enumerate(train_ids) if t in part]
-            for i in members:
-                j = part.index(train_ids[i])
-                shared = sum(t == train_ids[i] for t in train_ids)
-                records.append(self._finish(runs[i], ctxs[i], finals[j], out, j, group,
-                                            chunk_seconds, len(part), prog, flops,
-                                            shared=shared, share_n=len(members)))
-                flops = records[-1]["ledger"].get("flops", flops)
-                self._advance()
+            self._buffer = []
+            extra = {} if resumed is None else {"resumed_from_epoch": resumed.history.epoch}
+            try:
+                for i in members:
+                    j = part.index(train_ids[i])
+                    shared = sum(t == train_ids[i] for t in train_ids)
+                    records.append(self._finish(runs[i], ctxs[i], finals[j], out, j, group,
+                                                chunk_seconds, len(part), prog, flops,
+                                                shared=shared, share_n=len(members), **extra))
+                    flops = records[-1]["ledger"].get("flops", flops)
+            finally:  # what finished is written even if a later member fails
+                recs, self._buffer = self._buffer, None
+                self._flush(recs)
+            if gc is not None:
+                gc.delete()
+            if self._bar is not None:
+                self._bar.runs(len(members))
         self.compiles += prog.compiles - before
-        self.log(f"sweep: group {group}: {n} runs vectorized in "
+        self.log(f"sweep: group {group}: {len(uniq)} runs vectorized in "
                  f"{time.perf_counter() - t0:.1f} s, {prog.compiles - before} compile(s)")
         return records
 
     def _finish(self, run: Run, ctx: RunContext, state: Any, out: Any, j: int, group: str,
                 chunk_seconds: float, chunk_n: int, prog: VectorizedProgram,
-                flops: float | None, shared: int = 1, share_n: int = 0) -> dict[str, Any]:
+                flops: float | None, shared: int = 1, share_n: int = 0,
+                **extra: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
         steps = len(ctx.dataset.x_train) // run.config.train.batch_size
         last = out.losses.shape[0] if out.diverged_step[j] < 0 else out.diverged_step[j] // steps
@@ -467,13 +429,10 @@ class SweepRunner:
                        "training (identical states and train steps)")
         return self._record(run, result, "vectorized", reason, group,
                             compiles=prog.compiles, history=history,
-                            timings={"chunk_seconds": chunk_seconds, "chunk_size": chunk_n})
+                            timings={"chunk_seconds": chunk_seconds, "chunk_size": chunk_n},
+                            **extra)
 
     # -- driver -----------------------------------------------------------------------------
-
-    def _advance(self) -> None:
-        if self._bar is not None:
-            self._bar.advance()
 
     def pending(self) -> list[Run]:
         """The runs not finished in the store yet (process 0's store decides)."""
@@ -500,7 +459,11 @@ class SweepRunner:
         groups: dict[str, list[Run]] = {}
         for r in todo:
             groups.setdefault(group_key(r.config, vk), []).append(r)
-        self._bar = _Bar(len(todo)) if self.progress and todo and self.writer else None
+        if self.checkpoint_groups and jax.process_count() > 1:
+            self.log("sweep: note: with several processes vectorized groups are not "
+                     "checkpointed at epoch ends (a killed group trains again from epoch 0)")
+        self._bar = SweepProgress(sum(r.config.train.epochs for r in todo), len(todo)) \
+            if self.progress and todo and self.writer else None
         counts = {"vectorized": 0, "sequential": 0, "diverged": 0, "error": 0}
         prog_cache: dict[str, VectorizedProgram] = {}
         try:
@@ -523,6 +486,7 @@ class SweepRunner:
                     self._train_ids = None
                     ctxs, states, reason = self._contexts(runs)
                     if not reason:
+                        mark = self._bar.done if self._bar is not None else 0
                         try:
                             recs = self._vectorized(runs, ctxs, states, gk, prog_cache)
                         except ConfigError:
@@ -536,12 +500,16 @@ class SweepRunner:
                             recs = [r for r in self.store.latest() if r["key"] in done and
                                     r["key"] in {x.key for x in runs}]
                             runs = [r for r in runs if r.key not in done]
+                            if self._bar is not None:  # count only what was written
+                                self._bar.rewind(mark + len(recs) * cfg.train.epochs)
                 if recs is None or reason:
                     self.log(f"sweep: group {gk}: {len(runs)} run(s) one by one ({reason})")
                     recs = list(recs or [])
                     for r in runs:
                         recs.append(self._sequential(r, reason, gk))
-                        self._advance()
+                        if self._bar is not None:
+                            self._bar.runs(1, epochs=r.config.train.epochs,
+                                           label=f"run {r.index} ({r.key}) done")
                 for rec in recs:
                     if rec["status"] == "error":
                         counts["error"] += 1
@@ -551,41 +519,13 @@ class SweepRunner:
         finally:
             if self._bar is not None:
                 self._bar.close()
+            self._buffer = None
+        if self.writer:
+            remove_finished(self.store.dir, self.store.finished_keys())
         self.eval_compiles = sum(p.eval_compiles for p in prog_cache.values())
         return {"runs": len(self.runs), "skipped": skipped, "ran": len(todo), **counts,
                 "compiles": self.compiles, "seconds": time.perf_counter() - t0,
                 "out": str(self.store.dir)}
-
-
-class _Bar:
-    def __init__(self, total: int):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("runs"), TimeElapsedColumn(), TextColumn("eta"),
-                                 TimeRemainingColumn(), transient=False,
-                                 console=_stderr_console())
-        self.progress.start()
-        self.task = self.progress.add_task("sweep", total=total)
-
-    def advance(self) -> None:
-        self.progress.update(self.task, advance=1)
-
-    def close(self) -> None:
-        self.progress.stop()
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 def run_sweep(base: ml_collections.ConfigDict, spec: Spec | None, out_dir: str,

@@ -80,10 +80,15 @@ class ResultStore:
     def append(self, record: dict[str, Any]) -> None:
         """Append one record as one complete line (write + flush + fsync); a
         read-only store appends nothing."""
-        if self.read_only:
+        self.append_many([record])
+
+    def append_many(self, records: list[dict[str, Any]]) -> None:
+        """Append records as complete lines in one write + fsync (a read-only store,
+        or an empty list, appends nothing)."""
+        if self.read_only or not records:
             return
-        line = json.dumps(_clean_floats(record), default=json_default, allow_nan=False)
-        data = (line + "\n").encode()
+        data = "".join(json.dumps(_clean_floats(r), default=json_default, allow_nan=False)
+                       + "\n" for r in records).encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             view = memoryview(data)

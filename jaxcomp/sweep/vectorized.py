@@ -148,6 +148,17 @@ class VectorizedProgram:
 
         self.eval = jax.jit(evaluate)
 
+    @property
+    def shared(self) -> tuple[bool, ...] | None:
+        """Per state leaf, whether it goes into the epoch program unbatched (``None``
+        until the first epoch or :meth:`note_shared`); a resumed group sets the tuple
+        it trained with, so it runs the same compiled program."""
+        return self._shared
+
+    @shared.setter
+    def shared(self, value: tuple[bool, ...] | None) -> None:
+        self._shared = None if value is None else tuple(bool(v) for v in value)
+
     def note_shared(self, state: Any) -> None:
         """Find the leaves equal in every setting of ``state`` (before it is sharded)."""
         self._shared = _shared_leaves(state)
@@ -177,6 +188,17 @@ def _shared_leaves(state: Any, max_size: int = 64) -> tuple[bool, ...]:
             ok = bool(np.all(host == host[:1]))
         out.append(ok)
     return tuple(out)
+
+
+@dataclasses.dataclass
+class StackedHistory:
+    """The per-epoch metrics of the first ``epoch`` epochs of stacked settings:
+    ``losses`` / ``accuracies`` ``(epoch, settings)``, ``diverged_step`` ``(settings,)``."""
+
+    epoch: int
+    losses: np.ndarray
+    accuracies: np.ndarray
+    diverged_step: np.ndarray
 
 
 @dataclasses.dataclass
@@ -227,7 +249,10 @@ def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Se
                   place: Callable[[Any], Any] | None = None,
                   on_epoch: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
                   evaluate: bool = True,
-                  extra_arrays: dict[str, Any] | None = None) -> StackedResult:
+                  extra_arrays: dict[str, Any] | None = None,
+                  start: StackedHistory | None = None,
+                  on_epoch_state: Callable[[int, Any, StackedHistory], None] | None = None,
+                  ) -> StackedResult:
     """Train stacked states for ``epochs`` epochs with per-setting data orders.
 
     Args:
@@ -244,6 +269,11 @@ def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Se
       evaluate: evaluate on the test split at the end.
       extra_arrays: per-training-example arrays shared by all settings (e.g. cached
         teacher logits), gathered into each batch under their keys.
+      start: resume after ``start.epoch`` epochs (``state`` is the state then, the
+        history holds the metrics of the epochs done); the data orders continue
+        from that epoch, so the result equals an uninterrupted run's.
+      on_epoch_state: ``(epoch, state, history)`` after each epoch, before the next one
+        (which donates ``state``'s buffers: copy what must outlive the call).
     """
     n_set = len(seeds)
     steps = len(ds.x_train) // prog.batch_size
@@ -253,7 +283,8 @@ def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Se
         loss_states = place(loss_states) if loss_states is not None else None
     put = put_perms = jnp.asarray
     if mesh is not None:  # settings over `sweep` (shard_stacked checks the multiple);
-        prog.note_shared(state)  # the shared data whole on every device
+        if start is None or prog.shared is None:  # the shared data whole on every device
+            prog.note_shared(state)  # (a resumed group keeps the program it trained with)
         state = shard_stacked(state, mesh)
         loss_states = shard_stacked(loss_states, mesh) if loss_states is not None else None
 
@@ -264,9 +295,12 @@ def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Se
             return shard_stacked(v, mesh)
     x_dev, y_dev = put(ds.x_train), put(ds.y_train)
     extra = {k: put(v) for k, v in (extra_arrays or {}).items()}
-    losses, accs = [], []
-    diverged = np.full(n_set, -1, np.int64)
-    for epoch in range(epochs):
+    first = 0 if start is None else start.epoch
+    losses = [] if start is None else list(np.asarray(start.losses, np.float64)[:first])
+    accs = [] if start is None else list(np.asarray(start.accuracies, np.float64)[:first])
+    diverged = (np.full(n_set, -1, np.int64) if start is None
+                else np.asarray(start.diverged_step, np.int64).copy())
+    for epoch in range(first, epochs):
         perms = epoch_permutations(len(ds.x_train), seeds, epoch, steps * prog.batch_size)
         state, m = prog.epoch(state, x_dev, y_dev, put_perms(perms), loss_states, extra)
         loss = to_host(m["loss"]).astype(np.float64)
@@ -278,6 +312,9 @@ def train_stacked(prog: VectorizedProgram, state: Any, ds: Dataset, *, seeds: Se
         diverged[newly] = (epoch + 1) * steps
         if on_epoch is not None:
             on_epoch(epoch + 1, loss, acc)
+        if on_epoch_state is not None:
+            on_epoch_state(epoch + 1, state, StackedHistory(epoch + 1, np.stack(losses),
+                                                            np.stack(accs), diverged.copy()))
     ta = tn = None
     if evaluate and epochs > 0:
         ev = evaluate_stacked(prog, state, ds.x_test, ds.y_test)

@@ -1,0 +1,145 @@
+"""How the sweep runner groups settings: the vector keys, the group key (the config
+without them), and the fingerprints that tell settings with identical states apart.
+
+Example:
+    >>> from jaxcomp.experiment import base_config
+    >>> a, b = base_config(), base_config()
+    >>> b.seed = 7
+    >>> group_key(a, vector_keys()) == group_key(b, vector_keys())
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxcomp.experiment import families
+from jaxcomp.experiment.run import RunContext
+from jaxcomp.sweep.grid import config_hash
+
+SCAN_MODELS = ("mlp", "lenet300", "nnx_mlp")
+
+
+def vector_keys() -> set[str]:
+    """``seed``, ``train.learning_rate`` (held in the optimizer state, see
+    :func:`jaxcomp.experiment.run.make_optimizer`) and every available family's
+    ``VECTOR_KEYS`` as dotted config keys."""
+    out = {"seed", "train.learning_rate"}
+    for name, fam in families.available().items():
+        for k in getattr(fam, "VECTOR_KEYS", ()):
+            out.add(k if k.startswith(name + ".") else f"{name}.{k}")
+    return out
+
+
+def extra_arrays_of(extra_batch: Any, ds: Any) -> dict[str, np.ndarray] | None:
+    """The per-example arrays behind an ``extra_batch`` callable, if it only indexes them.
+
+    Recognized: an ``arrays`` attribute, or (``jaxcomp.distill.cache.cached_extra_batch``)
+    a closure over a dict named ``arrays``; each array must have one row per training
+    example. Anything else returns ``None`` (the runs go one by one).
+    """
+    if extra_batch is None:
+        return None
+    arrays = getattr(extra_batch, "arrays", None)
+    code, cells = getattr(extra_batch, "__code__", None), getattr(extra_batch, "__closure__", None)
+    if arrays is None and code is not None and cells and "arrays" in code.co_freevars:
+        arrays = cells[code.co_freevars.index("arrays")].cell_contents
+    if not isinstance(arrays, dict) or not arrays:
+        return None
+    n = len(ds.x_train)
+    if not all(hasattr(v, "shape") and len(v.shape) and v.shape[0] == n for v in arrays.values()):
+        return None
+    return arrays
+
+
+def _without(d: dict[str, Any], dotted: set[str]) -> dict[str, Any]:
+    d = copy.deepcopy(d)
+    for key in dotted:
+        *parents, last = key.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return d
+
+
+def group_key(cfg: ml_collections.ConfigDict, vkeys: set[str]) -> str:
+    """Settings with equal group keys can share one compiled program."""
+    keys = set(vkeys)
+    if cfg.data.val_fraction:  # the validation split depends on the seed
+        keys.discard("seed")
+    return config_hash(_without(cfg.to_dict(), keys))
+
+
+def mesh_free(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as a dict without its ``mesh`` block (results do not depend on it)."""
+    d = cfg.to_dict()
+    d.pop("mesh", None)
+    return d
+
+
+def get_dotted(d: dict[str, Any], dotted: str) -> Any:
+    """``d[a][b]`` for ``"a.b"``, or ``None`` where a key is missing.
+
+    Example:
+        >>> get_dotted({"prune": {"sparsity": 0.9}}, "prune.sparsity"), get_dotted({}, "a.b")
+        (0.9, None)
+    """
+    for p in dotted.split("."):
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def fingerprint(tree: Any) -> str:
+    """A SHA-256 of every leaf's bytes (typed PRNG keys as their data).
+
+    Example:
+        >>> import numpy as np
+        >>> fingerprint({"w": np.ones(2)}) == fingerprint({"v": np.ones(2)})
+        True
+    """
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(tree):
+        if jax.dtypes.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        h.update(np.asarray(leaf).tobytes())
+    return h.hexdigest()
+
+
+def one_step_fingerprint(ctx: RunContext, state: Any) -> str:
+    """A fingerprint of one train step of ``ctx``'s functions from ``state`` on the
+    first batch (to tell settings whose numbers are baked into code apart)."""
+    from jaxcomp.train.step import train_step_fn
+
+    cfg = ctx.config
+    step = jax.jit(train_step_fn(ctx.model, ctx.make_optimizer(), ctx.transform, ctx.loss_fn))
+    idx = np.arange(cfg.train.batch_size)
+    batch = {"x": ctx.dataset.x_train[idx], "y": ctx.dataset.y_train[idx]}
+    batch.update({k: v[idx] for k, v in (extra_arrays_of(ctx.extra_batch, ctx.dataset)
+                                         or {}).items()})
+    if ctx.loss_state is not None:
+        batch["loss_state"] = ctx.loss_state
+    new, metrics = step(state, batch)
+    return fingerprint((new.params, new.opt_state, new.comp_state, metrics))
+
+
+def tree_signature(tree: Any) -> str:
+    """The tree structure with every leaf's shape and dtype (not its values).
+
+    Example:
+        >>> import numpy as np
+        >>> tree_signature({"w": np.ones(2)}) == tree_signature({"w": np.zeros(2)})
+        True
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    return str(treedef) + str([(np.shape(x), str(getattr(x, "dtype", type(x))))
+                               for x in leaves])
