@@ -44,6 +44,9 @@ def probe(*args):
     (["train", TRAIN_CFG, "--set", "train.optimizer=adagrad"], 2, "train.optimizer"),
     (["train", TRAIN_CFG, "--set", "data.name=imagenet"], 2, "data.name: got 'imagenet'"),
     (["sensitivity", TRAIN_CFG, "--set", "train.epochs=-1"], 2, "train.epochs: got -1"),
+    (["sweep", "configs/demo_sweep.py", "--set", "train.epohcs=1"], 2, "did you mean"),
+    (["train", TRAIN_CFG, "--set", "quant.bits=4"], 2, "the quant family is off"),
+    (["report", "no/such/dir"], 2, "no/such/dir"),
 ])
 def test_help_version_and_config_errors_do_not_import_jax(args, rc, needle):
     code, heavy, r = probe(*args)

@@ -95,9 +95,8 @@ def train(cfg: Any, progress: bool) -> tuple[Any, Any, Any, Any]:
     validate(cfg)
     ds = load_data(cfg)
     ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=progress)
-    for name, fam in families.available().items():
-        if name in cfg and cfg[name].get("method", "none") != "none":
-            fam.setup(cfg[name], ctx)
+    for name, fam in families.active(cfg).items():
+        fam.setup(cfg[name], ctx)
     res = ctx.fit()
     st = res.state
     params = ctx.transform.apply(st.params, st.comp_state) if ctx.transform else st.params

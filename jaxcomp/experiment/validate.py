@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -31,8 +32,9 @@ from jaxcomp.experiment.config import OPTIMIZERS, check_values
 def _switch_on_hint(name: str, fam: Any) -> str:
     methods = [m for m in getattr(fam, "METHODS", getattr(fam, "FAMILY_METHODS", ()))
                if m != "none"]
+    choice = "|".join(methods) if methods else f"a method of jaxcomp.{name}"
     return (f"the {name} family is off ({name}.method='none'); switch it on with "
-            f"--set {name}.method=<{'|'.join(methods)}>")
+            f"--set {name}.method=<{choice}>")
 
 
 def family_method(cfg: ml_collections.ConfigDict, name: str) -> str:
@@ -88,7 +90,7 @@ def check_keys_take_effect(keys: Iterable[str],
         if name not in families.FAMILY_MODULES or leaf in ("", "method"):
             continue
         if all(family_method(c, name) == "none" for c in configs):
-            fam = families.available().get(name)
+            fam = sys.modules.get(families.FAMILY_MODULES[name])  # listed if already loaded
             raise ConfigError(f"{key}: has no effect because {_switch_on_hint(name, fam)}")
 
 

@@ -8,8 +8,20 @@ Example:
 """
 
 from jaxcomp.sweep.grid import Spec, axis, config_hash, expand, load_sweep, product, zip_
-from jaxcomp.sweep.runner import SweepRunner, run_sweep, vector_keys
-from jaxcomp.sweep.store import ResultStore
+
+_LAZY = {"SweepRunner": "runner", "run_sweep": "runner", "vector_keys": "runner",
+         "ResultStore": "store"}
+
+
+def __getattr__(name: str):
+    """The runner and the store (which import JAX) load on first use, so a sweep config
+    that imports ``jaxcomp.sweep.grid`` and ``jaxcomp report`` start without JAX."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"jaxcomp.sweep.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'jaxcomp.sweep' has no attribute {name!r}")
+
 
 __all__ = ["ResultStore", "Spec", "SweepRunner", "axis", "config_hash", "expand", "load_sweep",
            "product", "run_sweep", "vector_keys", "zip_"]

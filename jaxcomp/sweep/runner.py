@@ -43,7 +43,12 @@ from jaxcomp.core.errors import ConfigError
 from jaxcomp.distributed.sharding import check_divisible, host_tree
 from jaxcomp.distributed.supervise import is_peer_failure
 from jaxcomp.experiment import families
-from jaxcomp.experiment.ledger import count_nonzeros, count_params, forward_flops
+from jaxcomp.experiment.ledger import (
+    count_nonzeros,
+    count_params,
+    ensure_defaults,
+    forward_flops,
+)
 from jaxcomp.experiment.run import (
     RunContext,
     build_model,
@@ -126,13 +131,8 @@ class SweepRunner:
         if vectorize not in ("auto", True, False):
             raise ConfigError(f"sweep vectorize: got {vectorize!r}; allowed 'auto', True, False")
         pairs = expand(base, spec)
-        fams = families.available()
-        for _, cfg in pairs:  # every setting's values are checked before anything runs
-            validate(cfg)
-            for name, fam in fams.items():
-                if name in cfg and cfg[name].get("method", "none") != "none" and \
-                        callable(getattr(fam, "validate", None)):
-                    fam.validate(cfg[name])
+        for _, cfg in pairs:  # every setting's values (every family, on or off) are checked
+            validate(cfg)      # before anything runs
             if mesh is not None:
                 check_divisible("train.batch_size", cfg.train.batch_size, mesh, "data")
         self.base, self.spec = base, spec
@@ -254,9 +254,8 @@ class SweepRunner:
             cfg = run.config
             ds = self._dataset(cfg)
             ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=False)
-            for name, fam in families.available().items():
-                if name in cfg and cfg[name].get("method", "none") != "none":
-                    fam.setup(cfg[name], ctx)
+            for name, fam in families.active(cfg).items():
+                fam.setup(cfg[name], ctx)
             if ctx.extra_batch is not None and extra_arrays_of(ctx.extra_batch, ds) is None:
                 return ctxs, states, "a family feeds per-batch data from Python (extra_batch)"
             tx = ctx.make_optimizer()
@@ -413,10 +412,9 @@ class SweepRunner:
                                       ctx.dataset.input_shape)
             ctx.ledger.update({"params": n, "nonzeros": count_nonzeros(eff),
                                "bytes_fp32": 4 * n, "bytes": 4 * n, "flops": flops})
-            for name, fam in families.available().items():
-                cfg = run.config
-                if name in cfg and cfg[name].get("method", "none") != "none":
-                    fam.after_train(cfg[name], ctx)
+            ensure_defaults(ctx.ledger)  # stored bytes / effective FLOPs of the dense model
+            for name, fam in families.active(run.config).items():
+                fam.after_train(run.config[name], ctx)
         ctx.metrics["train_seconds"] = share
         ctx.metrics["total_seconds"] = share + time.perf_counter() - t0
         from jaxcomp.experiment.run import _plain
