@@ -5,6 +5,7 @@ and quick runs write under ``runs/`` rather than into tracked files."""
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -35,8 +36,13 @@ def test_every_table_has_a_config_and_a_checkout_script():
 def installed(tmp_path_factory):
     """The package built as a wheel and unpacked into a directory of its own."""
     tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"  # a copy: building writes build/ and egg-info beside the sources
+    shutil.copytree(ROOT / "jaxcomp", src / "jaxcomp",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                        "-q", "-w", str(tmp), str(ROOT)], capture_output=True, text=True)
+                        "-q", "-w", str(tmp), str(src)], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.fail(f"building the wheel failed:\n{r.stderr[-2000:]}")
     wheel = next(tmp.glob("jaxcomp-*.whl"))

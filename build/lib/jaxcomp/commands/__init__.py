@@ -1,1 +1,0 @@
-"""Subcommands of the ``jaxcomp`` CLI (one module each)."""

@@ -1,9 +1,0 @@
-"""The lab: what is built on the library to run experiments — today the paper-table
-reproductions (:mod:`jaxcomp.lab.tables`). The library never imports it, and it ships in
-the package, so ``jaxcomp reproduce`` works from an installed wheel as from a checkout.
-
-Example:
-    >>> from jaxcomp.lab.tables import table_modules
-    >>> sorted(table_modules())[:2]
-    ['T1', 'T2']
-"""
