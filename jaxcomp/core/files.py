@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -44,3 +45,22 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *,
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def file_digests(root: str | os.PathLike) -> dict[str, str]:
+    """SHA-256 of every file under ``root``, keyed by its path relative to ``root``
+    (how checkpoints are checked before they are read).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "a").write_bytes(b"")
+        >>> file_digests(d)["a"][:8]
+        'e3b0c442'
+    """
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in sorted(files):
+            full = os.path.join(dirpath, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out

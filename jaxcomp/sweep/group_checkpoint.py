@@ -52,7 +52,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxcomp.core.files import write_json_atomic
+from jaxcomp.core.files import file_digests, write_json_atomic
 from jaxcomp.sweep.grid import config_hash
 from jaxcomp.sweep.grouping import fingerprint, tree_signature
 from jaxcomp.sweep.vectorized import StackedHistory
@@ -72,17 +72,6 @@ def _host(tree: Any) -> Any:
 
 def _digest(tree: Any) -> str:
     return hashlib.sha256((tree_signature(tree) + fingerprint(tree)).encode()).hexdigest()
-
-
-def _file_digests(root: pathlib.Path) -> dict[str, str]:
-    """SHA-256 of every file under a finished step (as the orbax Checkpointer keeps)."""
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for name in sorted(files):
-            full = os.path.join(dirpath, name)
-            with open(full, "rb") as f:
-                out[os.path.relpath(full, root)] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 def _quiet_closed_loop() -> None:
@@ -177,7 +166,7 @@ class GroupCheckpoint:
         step = self.dir / "orbax" / str(epoch)
         if path.exists() and step.is_dir():
             digest = json.loads(path.read_text())
-            write_json_atomic(path, {**digest, "files": _file_digests(step)})
+            write_json_atomic(path, {**digest, "files": file_digests(step)})
 
     def restore(self, state: Any) -> Resumed | None:
         """The newest complete checkpoint of these runs, shaped like the fresh stacked
@@ -203,7 +192,7 @@ class GroupCheckpoint:
                       "diverged": np.zeros(n_set, np.int64)}
             digest = json.loads(self._digest_path(epoch).read_text())
             if "files" in digest:  # checked before orbax reads anything
-                now = _file_digests(self.dir / "orbax" / str(epoch))
+                now = file_digests(self.dir / "orbax" / str(epoch))
                 bad = sorted(k for k in set(now) | set(digest["files"])
                              if now.get(k) != digest["files"].get(k))
                 if bad:

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -25,7 +24,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from jaxcomp.core.errors import ConfigError
-from jaxcomp.core.files import write_json_atomic
+from jaxcomp.core.files import file_digests, write_json_atomic
 
 
 def _to_saveable(state: Any) -> Any:
@@ -63,14 +62,7 @@ class Checkpointer:
         return os.path.join(self.directory, ".checksums", f"{epoch}.json")
 
     def _digest(self, epoch: int) -> dict[str, str]:
-        root = self._step_dir(epoch)
-        out = {}
-        for dirpath, _, files in os.walk(root):
-            for name in sorted(files):
-                full = os.path.join(dirpath, name)
-                with open(full, "rb") as f:
-                    out[os.path.relpath(full, root)] = hashlib.sha256(f.read()).hexdigest()
-        return out
+        return file_digests(self._step_dir(epoch))
 
     def _write_checksums(self, epoch: int) -> None:
         path = self._checksum_path(epoch)
