@@ -100,3 +100,15 @@ def test_errors():
                                   "kernel": jnp.zeros_like(params["Dense_1"]["kernel"])}}
     out = fake_quant_params(zero, 8, symmetric=False)
     assert bool(jnp.all(out["Dense_1"]["kernel"] == 0))
+
+
+@pytest.mark.parametrize("params, needle", [
+    ({"Dense_0": {"kernel": jnp.arange(6).reshape(2, 3)}}, r"Dense_0/kernel has dtype int32"),
+    ({}, r"no leaf selected"),
+])
+def test_weight_quant_refuses_integer_leaves_and_empty_selections(params, needle):
+    from jaxcomp.core.errors import ConfigError
+    from jaxcomp.quant import weight_quant
+
+    with pytest.raises(ConfigError, match=needle):
+        weight_quant(bits=4, where=lambda path, leaf: True).init(params)

@@ -111,9 +111,16 @@ def weight_quant(bits: Any = 8, *, where: Where = None, per_channel: bool = True
     def init(params):
         per = bits_per_path(params, bits, where)
         flat = _paths.path_dict(params)
+        if not per:
+            raise ConfigError(f"weight_quant: no leaf selected (where={where!r}) among "
+                              f"{len(flat)} leaves; nothing would be quantized")
         for p in per:
-            check_finite(flat[p], f"weights {p}")
             x = flat[p]
+            if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating):
+                raise ConfigError(f"weight_quant: {p} has dtype {jnp.asarray(x).dtype}; only "
+                                  f"floating-point weights can be fake-quantized (select "
+                                  f"them with where=)")
+            check_finite(x, f"weights {p}")
             if per_channel:
                 normalize_axis(axis, x.ndim, f"axis (for {p} of shape {x.shape})")
             if group_size is not None:
