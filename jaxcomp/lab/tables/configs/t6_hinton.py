@@ -1,4 +1,5 @@
-"""T6 — Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network".
+"""T6 — Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network", with
+a LeNet-5 CNN teacher (``teacher.model``; the table's title names the teacher used).
 
 Teacher: the paper distils a 784-1200-1200-10 MLP trained with dropout and ±2 px input
 jitter. On Fashion-MNIST, within 10 minutes on 2 CPU cores, no MLP teacher we tried
