@@ -47,6 +47,6 @@ def get_config() -> ml_collections.ConfigDict:
     # Overrides for --quick (CI smoke test: seconds, claims not meaningful).
     c.quick = ml_collections.ConfigDict({
         "limit_train": 2560, "limit_test": 1000, "teacher_epochs": 1, "student_epochs": 1,
-        "tiny_epochs": 1, "seeds": (0,), "temperatures": (2.5, 20.0)})
+        "tiny_epochs": 3, "seeds": (0,), "temperatures": (2.5, 20.0)})
     c.lock()
     return c

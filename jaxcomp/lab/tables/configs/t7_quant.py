@@ -49,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
         "learning_rate": 1e-3})
     c.quick = ml_collections.ConfigDict({
         "mlp_limit_train": 2048, "mlp_limit_test": 1000, "mlp_epochs": 1, "qat_epochs": 1,
-        "adaround_iters": 20, "calib_batches": 1, "cnn_limit_train": 256,
-        "cnn_limit_test": 256, "cnn_epochs": 1, "cnn_channels": (8, 16)})
+        "adaround_iters": 20, "calib_batches": 1, "cnn_limit_train": 2048,
+        "cnn_limit_test": 512, "cnn_epochs": 2, "cnn_channels": (16, 32)})
     c.lock()
     return c
