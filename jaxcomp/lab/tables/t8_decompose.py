@@ -3,7 +3,8 @@ Tucker-2 / CP / L1 filter pruning of LeNet-5's second conv (Fashion-MNIST).
 
 Settings and expected numbers: ``tables/configs/t8_decompose.py``. One process trains each
 dense model once; every compressed variant starts from the same trained weights and is
-fine-tuned with the same optimizer, epochs, seed and data order.
+fine-tuned with the same optimizer, epochs, seed and data order, and so is the dense
+baseline it is compared with. Forward passes are timed interleaved (wall and CPU time).
 
 Run:
     jaxcomp reproduce T8 [--quick]
