@@ -23,5 +23,8 @@ def check_quick(res, tmp_path):
     assert [c.id for c in res.claims] == ["a12", "a5", "b", "c"]
     assert 11.0 < res.ours["compression_12x"] < 13.0
     assert 4.5 < res.ours["compression_5x"] < 5.5
-    for k in ("dense_acc", "iterative_12x_acc", "no_retrain_12x_acc"):
-        assert 0.0 <= res.ours[k]["mean"] <= 1.0
+    # trained models beat chance (0.1 for 10 classes) by a wide margin even in quick mode
+    # (a quick run reached about 0.75 dense, 0.56 at 12x)
+    for k in ("dense_acc", "iterative_12x_acc", "iterative_5x_acc"):
+        assert 0.3 < res.ours[k]["mean"] <= 1.0, (k, res.ours[k])
+    assert 0.0 <= res.ours["no_retrain_12x_acc"]["mean"] <= 1.0

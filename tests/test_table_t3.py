@@ -10,7 +10,8 @@ def check_quick(res, tmp_path):
     mod = load_table("T3")
     assert isinstance(res, TableResult) and res.table == "T3" and res.quick
     assert [c.id for c in res.claims] == ["a", "b", "c"]
-    for k in ("dense_acc", "small_mlp_acc", "gradual90_dt5_acc"):
-        assert 0.0 <= res.ours[k]["mean"] <= 1.0
+    # trained models beat chance (0.1) by a wide margin (quick: about 0.75 dense, 0.52+ sparse)
+    for k in ("dense_acc", "small_mlp_acc", "gradual90_dt5_acc", "gradual90_dt10_acc"):
+        assert 0.3 < res.ours[k]["mean"] <= 1.0, (k, res.ours[k])
     assert all(abs(r["sparsity"] - 0.9) < 1e-3 for r in res.rows if "gradual" in r["run"])
     assert mod.small_widths(27030)[0] > 0

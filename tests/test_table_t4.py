@@ -21,4 +21,5 @@ def check_quick(res, tmp_path):
     dens = next(v for k, v in res.ours.items() if k.endswith("layer_density"))
     assert math.isclose(dens["Dense_0/kernel"], 0.64, abs_tol=1e-4)
     assert math.isclose(dens["Dense_2/kernel"], 0.81, abs_tol=1e-3)
-    assert all(0.0 <= r["accuracy"] <= 1.0 for r in res.rows)
+    # every trained run beats chance (0.1) by a wide margin (quick: 0.67-0.75)
+    assert all(0.4 < r["accuracy"] <= 1.0 for r in res.rows), res.rows

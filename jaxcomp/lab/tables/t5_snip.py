@@ -94,16 +94,12 @@ def run(quick: bool = False) -> TableResult:
     m = {k: mean_std(v) for k, v in acc.items()}
     s95, s98 = cfg.sparsities
     gap = {s: 100 * (m[f"snip{s}"]["mean"] - m[f"random{s}"]["mean"]) for s in cfg.sparsities}
-    best = s95 if gap[s95] >= 1.0 else s98
     claims = [
         Claim("a", f"dense − SNIP {s95:.0%} ≤ 1.5 pt",
               100 * (m["dense"]["mean"] - m[f"snip{s95}"]["mean"]), 1.5, "<="),
-        Claim("b", f"SNIP − uniform random ≥ 1 pt at {s95:.0%} (or at {s98:.0%} if the gap at "
-                   f"{s95:.0%} is small); tested at {best:.0%}", gap[best], 1.0, ">="),
-        Claim("b95", f"SNIP − random at {s95:.0%} (reported)", gap[s95], 1.0, ">=",
-              gating=False),
-        Claim("b98", f"SNIP − random at {s98:.0%} (reported)", gap[s98], 1.0, ">=",
-              gating=False),
+        Claim("b", f"SNIP − uniform random ≥ 1 pt at {s95:.0%}", gap[s95], 1.0, ">="),
+        Claim("b98", f"SNIP − uniform random at {s98:.0%} (reported, not gating)", gap[s98],
+              1.0, ">=", gating=False),
     ]
     ours = {"dense_acc": m["dense"], "seconds": round(time.time() - t0, 1),
             **{f"snip_{s:.0%}_acc": m[f"snip{s}"] for s in cfg.sparsities},
@@ -129,8 +125,12 @@ def run(quick: bool = False) -> TableResult:
     elif passed:
         notes.append("All gating claims pass.")
     if not claims[1].passed:
-        notes.append("Claim b fails: SNIP does not beat uniform random by 1 pt at either "
-                     "sparsity. Reported as measured; thresholds unchanged.")
+        notes.append(
+            f"Claim b fails: SNIP beats uniform random by {gap[s95]:.2f} pt at {s95:.0%} "
+            f"(threshold 1 pt; std over {len(cfg.seeds)} seeds: SNIP "
+            f"{100 * m[f'snip{s95}']['std']:.2f} pt, random "
+            f"{100 * m[f'random{s95}']['std']:.2f} pt). At {s98:.0%} (reported, not gating) "
+            f"the gap is {gap[s98]:.2f} pt. Reported as measured; thresholds unchanged.")
     analysis = " ".join(notes)
     return TableResult(
         TABLE, TITLE, paper, ours, claims,

@@ -1,4 +1,5 @@
-"""T6 — Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network".
+"""T6 — Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network", with
+a LeNet-5 CNN teacher (``teacher.model``; the table's title names the teacher used).
 
 Teacher: the paper distils a 784-1200-1200-10 MLP trained with dropout and ±2 px input
 jitter. On Fashion-MNIST, within 10 minutes on 2 CPU cores, no MLP teacher we tried
@@ -46,6 +47,6 @@ def get_config() -> ml_collections.ConfigDict:
     # Overrides for --quick (CI smoke test: seconds, claims not meaningful).
     c.quick = ml_collections.ConfigDict({
         "limit_train": 2560, "limit_test": 1000, "teacher_epochs": 1, "student_epochs": 1,
-        "tiny_epochs": 1, "seeds": (0,), "temperatures": (2.5, 20.0)})
+        "tiny_epochs": 3, "seeds": (0,), "temperatures": (2.5, 20.0)})
     c.lock()
     return c
