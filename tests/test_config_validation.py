@@ -100,3 +100,24 @@ def test_a_config_file_is_executed_once_for_its_config_and_its_sweep(tmp_path):
     cfg, spec = load_config(str(path)), load_sweep(str(path))
     assert cfg.seed == 0 and len(spec) == 2
     assert log.read_text() == "x"
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda: __import__("jaxcomp.prune", fromlist=["x"]).magnitude("0.5"),
+     r"prune.sparsity: got '0.5'; expected a number, not text"),
+    (lambda: __import__("jaxcomp.quant", fromlist=["x"]).weight_quant(bits="8").init(
+        {"Dense_0": {"kernel": __import__("jax.numpy").numpy.ones((4, 4))}}),
+     r"bits: got '8'; expected a number"),
+    (lambda: __import__("jaxcomp.prune", fromlist=["x"]).magnitude(0.5).init({}),
+     r"prune.where: no leaf selected"),
+])
+def test_numbers_given_as_text_and_empty_params_are_refused(make, needle):
+    with pytest.raises(ConfigError, match=needle):
+        make()
+
+
+def test_factorize_nnx_is_exported():
+    from jaxcomp import decompose
+    from jaxcomp.decompose.nnx_layers import factorize_nnx
+
+    assert decompose.factorize_nnx is factorize_nnx

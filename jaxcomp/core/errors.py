@@ -64,6 +64,10 @@ def check_range(
     """
     import numpy as np
 
+    if isinstance(value, str | bytes) or (isinstance(value, np.ndarray)
+                                          and value.dtype.kind in "USO") or \
+            (isinstance(value, list | tuple) and any(isinstance(v, str | bytes) for v in value)):
+        raise ConfigError(f"{what}: got {value!r}; expected a number, not text")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except Exception:  # a tracer or a non-number

@@ -48,6 +48,7 @@ from jaxcomp.decompose.layers import (
     lowrank_dense,
     tucker_conv,
 )
+from jaxcomp.decompose.nnx_layers import factorize_nnx
 from jaxcomp.decompose.rank import (
     energy_rank,
     energy_tucker2_ranks,
@@ -68,6 +69,7 @@ from jaxcomp.decompose.tucker import Tucker2, relative_error, tucker2, tucker2_r
 
 __all__ = [
     "CP", "METHODS", "SVD", "CPConv", "Candidates", "Factorized", "LowRankDense", "Tucker2",
+    "factorize_nnx",
     "TuckerConv", "allocate", "apply_choice", "choose_forms", "cp_als", "cp_conv",
     "cp_reconstruct", "decompose_kernel", "decompose_reconstruct", "energy_rank",
     "energy_tucker2_ranks", "evbmf", "factorize", "factorize_params", "factorized_model",

@@ -164,6 +164,9 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
     def init(params):
         pd = paths.path_dict(params)
         sel = _selected(params)
+        if not sel:
+            raise ConfigError(f"prune.where: no leaf selected (where={where!r}) among "
+                              f"{len(pd)} leaves; nothing would be pruned")
         for p in sel:
             x = pd[p]
             if not jnp.issubdtype(x.dtype, jnp.floating):

@@ -60,6 +60,9 @@ def check_bits(bits: Any, what: str = "bits") -> Any:
     :data:`SUPPORTED_BITS`; traced values pass through."""
     if _is_tracer(bits):
         return bits
+    if isinstance(bits, str | bytes):
+        raise ConfigError(f"{what}: got {bits!r}; expected a number in {SUPPORTED_BITS}, not "
+                          f"text")
     try:
         arr = np.asarray(bits, dtype=np.float64)
     except Exception:
