@@ -252,15 +252,21 @@ def table_logger(table: str):
     return log
 
 
+def limit_dataset(ds, limit_train: int = 0, limit_test: int = 0):
+    """``ds`` truncated to its first ``limit_*`` examples (0 = all)."""
+    if limit_train:
+        ds = dataclasses.replace(ds, x_train=ds.x_train[:limit_train],
+                                 y_train=ds.y_train[:limit_train])
+    if limit_test:
+        ds = dataclasses.replace(ds, x_test=ds.x_test[:limit_test], y_test=ds.y_test[:limit_test])
+    return ds
+
+
 def fashion_mnist_subset(limit_train: int = 0, limit_test: int = 0):
     """Fashion-MNIST, truncated to the first ``limit_*`` examples (0 = all)."""
     from jaxcomp.data import fashion_mnist
 
-    ds = fashion_mnist()
-    n_tr = limit_train or len(ds.x_train)
-    n_te = limit_test or len(ds.x_test)
-    return dataclasses.replace(ds, x_train=ds.x_train[:n_tr], y_train=ds.y_train[:n_tr],
-                               x_test=ds.x_test[:n_te], y_test=ds.y_test[:n_te])
+    return limit_dataset(fashion_mnist(), limit_train, limit_test)
 
 
 def mean_std(values: list[float]) -> dict[str, float]:

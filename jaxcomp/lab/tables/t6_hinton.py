@@ -15,8 +15,6 @@ Run:
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 import time
 
 import numpy as np
@@ -24,7 +22,13 @@ import optax
 
 import jaxcomp.distill as kd
 from jaxcomp.data import load_dataset
-from jaxcomp.experiment.paper_table import Claim, TableResult, load_table_config
+from jaxcomp.experiment.paper_table import (
+    Claim,
+    TableResult,
+    limit_dataset,
+    load_table_config,
+    table_logger,
+)
 from jaxcomp.models import get_model
 from jaxcomp.train import fit
 from jaxcomp.train.step import train_step_fn
@@ -45,8 +49,7 @@ def load_config():
     return load_table_config("t6_hinton")
 
 
-def _log(msg: str) -> None:
-    print(f"[T6] {msg}", file=sys.stderr, flush=True)
+_log = table_logger("T6")
 
 
 def _settings(cfg, quick: bool) -> dict:
@@ -61,14 +64,7 @@ def _settings(cfg, quick: bool) -> dict:
 
 
 def _data(cfg, s):
-    ds = load_dataset(cfg.data)
-    if s["limit_train"]:
-        ds = dataclasses.replace(ds, x_train=ds.x_train[:s["limit_train"]],
-                                 y_train=ds.y_train[:s["limit_train"]])
-    if s["limit_test"]:
-        ds = dataclasses.replace(ds, x_test=ds.x_test[:s["limit_test"]],
-                                 y_test=ds.y_test[:s["limit_test"]])
-    return ds
+    return limit_dataset(load_dataset(cfg.data), s["limit_train"], s["limit_test"])
 
 
 class _Trainer:

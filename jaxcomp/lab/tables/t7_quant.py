@@ -11,8 +11,6 @@ Run:
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 import time
 
 import jax
@@ -21,7 +19,13 @@ import numpy as np
 import optax
 
 from jaxcomp.data import load_dataset
-from jaxcomp.experiment.paper_table import Claim, TableResult, load_table_config
+from jaxcomp.experiment.paper_table import (
+    Claim,
+    TableResult,
+    limit_dataset,
+    load_table_config,
+    table_logger,
+)
 from jaxcomp.models import get_model
 from jaxcomp.quant.act import act_quant
 from jaxcomp.quant.adaround import adaround
@@ -49,16 +53,7 @@ def load_config():
     return load_table_config("t7_quant")
 
 
-def _log(msg: str) -> None:
-    print(f"[T7] {msg}", file=sys.stderr, flush=True)
-
-
-def _limit(ds, n_train, n_test):
-    if n_train:
-        ds = dataclasses.replace(ds, x_train=ds.x_train[:n_train], y_train=ds.y_train[:n_train])
-    if n_test:
-        ds = dataclasses.replace(ds, x_test=ds.x_test[:n_test], y_test=ds.y_test[:n_test])
-    return ds
+_log = table_logger("T7")
 
 
 def _acc(model, params, ms, ds) -> float:
@@ -106,7 +101,7 @@ def run(quick: bool = False) -> TableResult:
     t_start = time.perf_counter()
     seed, bs = cfg.seed, cfg.batch_size
     full = load_dataset(cfg.data)
-    ds = _limit(full, q.mlp_limit_train if quick else cfg.mlp.limit_train,
+    ds = limit_dataset(full, q.mlp_limit_train if quick else cfg.mlp.limit_train,
                 q.mlp_limit_test if quick else cfg.mlp.limit_test)
     n_calib = q.calib_batches if quick else cfg.calib_batches
     calib = [ds.x_train[i * cfg.calib_batch_size:(i + 1) * cfg.calib_batch_size]
@@ -186,7 +181,7 @@ def run(quick: bool = False) -> TableResult:
     row("lenet300", f"W8A8 QAT (+{w8a8_epochs})", acc_w8a8qat, ep + w8a8_epochs)
 
     # ---------------------------------------------------------------- ResCNN (BN folded)
-    cds = _limit(full, q.cnn_limit_train if quick else cfg.cnn.limit_train,
+    cds = limit_dataset(full, q.cnn_limit_train if quick else cfg.cnn.limit_train,
                  q.cnn_limit_test if quick else cfg.cnn.limit_test)
     cnn = get_model("rescnn", input_shape=cds.input_shape, num_classes=cds.num_classes,
                     channels=tuple(q.cnn_channels if quick else cfg.cnn.channels))

@@ -12,9 +12,7 @@ Run:
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
-import sys
 import time
 
 import jax
@@ -31,7 +29,13 @@ from jaxcomp.decompose import (
 )
 from jaxcomp.decompose.blas import one_blas_thread
 from jaxcomp.experiment.ledger import count_params, forward_flops
-from jaxcomp.experiment.paper_table import Claim, TableResult, load_table_config
+from jaxcomp.experiment.paper_table import (
+    Claim,
+    TableResult,
+    limit_dataset,
+    load_table_config,
+    table_logger,
+)
 from jaxcomp.models import get_model
 from jaxcomp.train import evaluate, fit
 from jaxcomp.train.loop import init_state
@@ -54,16 +58,7 @@ def load_config():
     return load_table_config("t8_decompose")
 
 
-def _log(msg: str) -> None:
-    print(f"[T8] {msg}", file=sys.stderr, flush=True)
-
-
-def _limit(ds, n_train, n_test):
-    if n_train:
-        ds = dataclasses.replace(ds, x_train=ds.x_train[:n_train], y_train=ds.y_train[:n_train])
-    if n_test:
-        ds = dataclasses.replace(ds, x_test=ds.x_test[:n_test], y_test=ds.y_test[:n_test])
-    return ds
+_log = table_logger("T8")
 
 
 def _acc(model, params, ms, ds) -> float:
@@ -115,7 +110,7 @@ def run(quick: bool = False) -> TableResult:
     draws = q.random_draws if quick else cfg.cnn.random_draws
     repeats = q.measure_repeats if quick else cfg.measure_repeats
     mbatch = q.measure_batch if quick else cfg.measure_batch
-    ds = _limit(load_dataset(cfg.data), n_train, n_test)
+    ds = limit_dataset(load_dataset(cfg.data), n_train, n_test)
     x_meas = jnp.asarray(ds.x_test[:mbatch])
     pt = 100.0
     ours: dict = {}
