@@ -76,8 +76,8 @@ def check_keys_take_effect(keys: Iterable[str],
                            configs: Sequence[ml_collections.ConfigDict]) -> None:
     """``keys`` (from ``--set`` or a sweep grid) must belong to a family that is on in at
     least one of ``configs``: a key of a family that is off everywhere changes nothing,
-    and a sweep over it would only repeat the same run. Family modules (and JAX) are
-    imported only to word the error.
+    and a sweep over it would only repeat the same run. No family module is imported
+    (nor JAX): the error lists the family's methods only when its module is loaded.
 
     Example:
         >>> from jaxcomp.experiment import base_config
