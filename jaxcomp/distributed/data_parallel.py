@@ -28,24 +28,18 @@ Example:
 
 from __future__ import annotations
 
-import math
-import time
 import types
 from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
-from jaxcomp.data.dataset import Dataset, epoch_permutation
-from jaxcomp.distributed.checkpoint import HostCheckpointer
-from jaxcomp.distributed.feed import batch_arrays, epoch_arrays, eval_batches
+from jaxcomp.data.dataset import Dataset
 from jaxcomp.distributed.memo import memo
 from jaxcomp.distributed.mesh import make_mesh
 from jaxcomp.distributed.sharding import (
@@ -54,13 +48,16 @@ from jaxcomp.distributed.sharding import (
     put_global,
     replicated,
     state_shardings,
-    to_host,
 )
+from jaxcomp.engine.evaluate import evaluate_state
+from jaxcomp.engine.loop import FitResult, check_schedule, run
+from jaxcomp.engine.programs import Programs
 from jaxcomp.flax.model import Model
-from jaxcomp.train.epoch_end import close_epoch, resumed_history
-from jaxcomp.train.loop import FitResult, init_state
+from jaxcomp.train.loop import init_state
 from jaxcomp.train.state import TrainState, own_copy
-from jaxcomp.train.step import LossFn, eval_step_fn, scan_by_default, train_step_fn
+from jaxcomp.train.step import LossFn, scan_by_default
+
+_EVAL_ONLY = optax.identity()  # the eval program does not depend on the optimizer
 
 
 def sharded_init(model: Model, ds: Dataset, tx: optax.GradientTransformation, mesh: Mesh, *,
@@ -87,72 +84,23 @@ def _init_program(model, tx, transform, mesh, min_size, shape, dtype):
 
 def evaluate_sharded(model: Model, state: TrainState, x: np.ndarray, y: np.ndarray, *,
                      mesh: Mesh, transform: Transform | None = None, batch_size: int = 1000,
-                     step_fn: Callable | None = None) -> dict[str, float]:
+                     ) -> dict[str, float]:
     """Accuracy and mean NLL with each evaluation batch split over ``data``.
 
     The last batch is padded with zero-weight examples; the batch size is
     rounded up to a multiple of the ``data`` axis.
     """
-    fn = step_fn
-    if fn is None:
-        sh = state_shardings(mesh, state)
-        state = put_global(state, sh)
-        fn = _eval_fn(model, transform, mesh, sh)
-    totals = {"correct": 0.0, "nll": 0.0, "count": 0.0}
-    for xb, yb, wb in eval_batches(mesh, x, y, batch_size):
-        out = fn(state.params, state.comp_state, state.model_state, xb, yb, wb)
-        for k in totals:
-            totals[k] += float(to_host(out[k]))
-    return {"accuracy": totals["correct"] / totals["count"],
-            "nll": totals["nll"] / totals["count"]}
-
-
-def _eval_fn(model, transform, mesh, sh):
-    b = NamedSharding(mesh, P("data"))
-    return jax.jit(eval_step_fn(model, transform),
-                   in_shardings=(sh.params, sh.comp_state, sh.model_state, b, b, b),
-                   out_shardings=replicated(mesh))
-
-
-def _epoch_fn(step: Callable, state_sh: Any, mesh: Mesh, has_loss_state: bool) -> Callable:
-    rep = replicated(mesh)
-    data_sh = NamedSharding(mesh, P(None, "data"))
-
-    def epoch(state, xs, ys, loss_state):
-        def body(s, xy):
-            batch = {"x": xy[0], "y": xy[1]}
-            if has_loss_state:
-                batch["loss_state"] = loss_state
-            s, m = step(s, batch)
-            return s, m
-
-        state, metrics = jax.lax.scan(body, state, (xs, ys))
-        return state, jax.tree.map(jnp.mean, metrics)
-
-    return jax.jit(epoch, in_shardings=(state_sh, data_sh, data_sh, rep),
-                   out_shardings=(state_sh, rep), donate_argnums=(0,))
-
-
-def _step_fn(step: Callable, state_sh: Any, mesh: Mesh, has_loss_state: bool) -> Callable:
-    rep = replicated(mesh)
-    b = NamedSharding(mesh, P("data"))
-
-    def one(state, x, y, loss_state):
-        batch = {"x": x, "y": y}
-        if has_loss_state:
-            batch["loss_state"] = loss_state
-        return step(state, batch)
-
-    return jax.jit(one, in_shardings=(state_sh, b, b, rep), out_shardings=(state_sh, rep),
-                   donate_argnums=(0,))
+    sh = state_shardings(mesh, state)
+    progs = _programs(model, _EVAL_ONLY, 1, transform, None, mesh, sh)
+    return evaluate_state(progs.eval, put_global(state, sh), x, y, batch_size=batch_size,
+                          mesh=mesh)
 
 
 @memo
-def _programs(model, tx, transform, loss_fn, mesh, state_sh, has_ls, scan):
-    """The jitted train (epoch or step) and eval programs, reused across calls."""
-    step = train_step_fn(model, tx, transform, loss_fn)
-    run = (_epoch_fn if scan else _step_fn)(step, state_sh, mesh, has_ls)
-    return run, _eval_fn(model, transform, mesh, state_sh)
+def _programs(model, tx, batch_size, transform, loss_fn, mesh, state_sh) -> Programs:
+    """The engine's programs for one model on ``mesh``, reused across calls."""
+    return Programs(model, tx, batch_size=batch_size, transform=transform, loss_fn=loss_fn,
+                    mesh=mesh, state_sharding=state_sh)
 
 
 def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformation, *,
@@ -189,10 +137,7 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
         ``data`` axis size.
     """
     mesh = make_mesh() if mesh is None else mesh
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ConfigError(f"train.epochs: got {epochs!r}; must be an integer >= 0")
-    if not isinstance(batch_size, int) or not 0 < batch_size <= len(ds.x_train):
-        raise ConfigError(f"train.batch_size: got {batch_size!r}; allowed 1..{len(ds.x_train)}")
+    check_schedule(ds, epochs, batch_size)
     check_divisible("train.batch_size", batch_size, mesh, "data")
     if extra_batch is not None:
         raise ConfigError("fit_data_parallel: extra_batch (per-example extras such as cached "
@@ -204,58 +149,12 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
     else:
         state = own_copy(state)  # the steps donate their input; keep the caller's arrays
     state_sh = state_shardings(mesh, state, min_size=shard_min_size)
-    ckpt = HostCheckpointer(checkpoint_dir) if checkpoint_dir else None
-    start = 0
-    if ckpt is not None:
-        restored, last = ckpt.restore_latest(state)
-        if restored is not None:
-            state, start = restored, last
-    history = resumed_history(checkpoint_dir, start)
-    state = put_global(state, state_sh)
     if scan is None:
         scan = scan_by_default(state)
-    has_ls = loss_state is not None
-    ls = put_global(loss_state, replicated(mesh)) if has_ls else None
-    run, eval_fn = _programs(model, tx, transform, loss_fn, mesh, state_sh, has_ls, bool(scan))
-    steps = len(ds.x_train) // batch_size
-    result = FitResult(state, history)
-    t0 = time.perf_counter()
-    try:
-        for epoch in range(start, epochs):
-            perm = epoch_permutation(len(ds.x_train), seed, epoch)[: steps * batch_size]
-            perm = perm.reshape(steps, batch_size)
-            if scan:
-                xs, ys = epoch_arrays(mesh, ds.x_train, ds.y_train, perm)
-                state, m = run(state, xs, ys, ls)
-                loss, acc = float(to_host(m["loss"])), float(to_host(m["accuracy"]))
-            else:
-                losses, accs = [], []
-                for i in range(steps):
-                    xb, yb = batch_arrays(mesh, ds.x_train, ds.y_train, perm[i])
-                    state, m = run(state, xb, yb, ls)
-                    losses.append(m["loss"])
-                    accs.append(m["accuracy"])
-                loss = float(np.mean([to_host(v) for v in losses]))
-                acc = float(np.mean([to_host(v) for v in accs]))
-            record = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc}
-            if not math.isfinite(loss):
-                result.diverged = True
-                result.diverged_step = int(to_host(state.step))
-                history.append(record)
-                break
-            close_epoch(epoch + 1, epochs=epochs, eval_every=eval_every, record=record,
-                        state=state, history=history, ckpt=ckpt,
-                        checkpoint_dir=checkpoint_dir, writer=jax.process_index() == 0,
-                        on_epoch=on_epoch,
-                        evaluate=lambda s: evaluate_sharded(
-                            model, s, ds.x_test, ds.y_test, mesh=mesh, transform=transform,
-                            batch_size=eval_batch_size, step_fn=eval_fn))
-    finally:
-        if ckpt is not None:
-            ckpt.close()
-    result.state = state
-    result.train_seconds = time.perf_counter() - t0
-    return result
+    progs = _programs(model, tx, batch_size, transform, loss_fn, mesh, state_sh)
+    return run(progs, state, ds, epochs=epochs, seeds=seed, scan=bool(scan), stream=True,
+               loss_state=loss_state, checkpoint_dir=checkpoint_dir, eval_every=eval_every,
+               eval_batch_size=eval_batch_size, on_epoch=on_epoch)
 
 
 __all__ = ["evaluate_sharded", "fit_data_parallel", "sharded_init"]

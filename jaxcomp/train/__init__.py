@@ -1,21 +1,33 @@
 """Training: state, jitted steps with an optional compression transform,
-evaluation, the ``fit`` loop, orbax checkpoints."""
+evaluation, the ``fit`` loop, orbax checkpoints.
 
-from jaxcomp.train.checkpoint import Checkpointer
-from jaxcomp.train.loop import FitResult, fit, init_state
-from jaxcomp.train.losses import correct, cross_entropy, per_example_nll
-from jaxcomp.train.state import TrainState, create_state
-from jaxcomp.train.step import (
-    default_loss,
-    eval_step_fn,
-    evaluate,
-    make_epoch_scan,
-    make_train_step,
-    train_step_fn,
-)
+Names are imported on first use, so the engine (``jaxcomp.engine``) and this
+package can build on each other's modules.
+"""
 
-__all__ = [
-    "Checkpointer", "FitResult", "TrainState", "correct", "create_state", "cross_entropy",
-    "default_loss", "eval_step_fn", "evaluate", "fit", "init_state", "make_epoch_scan",
-    "make_train_step", "per_example_nll", "train_step_fn",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES = {
+    "Checkpointer": "jaxcomp.train.checkpoint",
+    "FitResult": "jaxcomp.train.loop", "fit": "jaxcomp.train.loop",
+    "init_state": "jaxcomp.train.loop",
+    "correct": "jaxcomp.train.losses", "cross_entropy": "jaxcomp.train.losses",
+    "per_example_nll": "jaxcomp.train.losses",
+    "TrainState": "jaxcomp.train.state", "create_state": "jaxcomp.train.state",
+    "default_loss": "jaxcomp.train.step", "eval_step_fn": "jaxcomp.train.step",
+    "evaluate": "jaxcomp.train.step", "make_train_step": "jaxcomp.train.step",
+    "train_step_fn": "jaxcomp.train.step",
+    "make_epoch_scan": "jaxcomp.engine.programs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
+    raise AttributeError(f"module 'jaxcomp.train' has no attribute {name!r}")
+
+
+__all__ = sorted(_NAMES)

@@ -59,7 +59,7 @@ def write_history(checkpoint_dir: str, history: list[dict[str, Any]]) -> None:
 
 
 def close_epoch(epoch: int, *, epochs: int, eval_every: int, record: dict[str, Any],
-                state: Any, evaluate: Callable[[Any], dict[str, Any]],
+                state: Any, evaluate: Callable[[Any], dict[str, Any]] | None,
                 history: list[dict[str, Any]], ckpt: Any = None,
                 checkpoint_dir: str | None = None, writer: bool = True,
                 on_epoch: Callable[[int, Any, dict], None] | None = None) -> None:
@@ -67,13 +67,13 @@ def close_epoch(epoch: int, *, epochs: int, eval_every: int, record: dict[str, A
 
     Args:
       record: the epoch's training metrics; test metrics are added when due.
-      evaluate: ``state -> {"accuracy", "nll"}`` on the test split.
+      evaluate: ``state -> {"accuracy", "nll"}`` on the test split (``None``: never).
       ckpt: a checkpointer with ``save(state, epoch)``, or ``None``.
       checkpoint_dir: where the history is saved beside the checkpoints.
       writer: this process writes files (only process 0 does in a multi-host run).
       on_epoch: ``(epoch, state, record)``, called last.
     """
-    if epoch % eval_every == 0 or epoch == epochs:
+    if evaluate is not None and (epoch % eval_every == 0 or epoch == epochs):
         ev = evaluate(state)
         record.update({"test_accuracy": ev["accuracy"], "test_nll": ev["nll"]})
     history.append(record)

@@ -1,5 +1,8 @@
-"""``fit``: the training loop — epochs of jitted steps (or one ``lax.scan`` per
-epoch for MLPs), evaluation, checkpoints with resume, divergence detection.
+"""``fit``: train one model — epochs of jitted steps (or one ``lax.scan`` per
+epoch), evaluation, checkpoints with resume, divergence detection.
+
+A thin call into the engine (:func:`jaxcomp.engine.run`): the same epoch body,
+eval loop and end-of-epoch routine serve sweeps and data-parallel training.
 
 Example:
     >>> import optax
@@ -16,9 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,38 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
-from jaxcomp.data.dataset import Dataset, batches, epoch_permutation
+from jaxcomp.data.dataset import Dataset, batches
+from jaxcomp.distributed.memo import memo
+from jaxcomp.engine.loop import FitResult, check_schedule, run
+from jaxcomp.engine.programs import Augment, Programs
 from jaxcomp.flax.model import Model
-from jaxcomp.train.checkpoint import Checkpointer
-from jaxcomp.train.epoch_end import close_epoch, resumed_history
 from jaxcomp.train.state import TrainState, create_state, own_copy
-from jaxcomp.train.step import (
-    LossFn,
-    eval_step_fn,
-    evaluate,
-    make_epoch_scan,
-    make_train_step,
-    scan_by_default,
-    train_step_fn,
-)
-
-
-@dataclasses.dataclass
-class FitResult:
-    """The final state, per-epoch history, and whether/when training diverged."""
-
-    state: TrainState
-    history: list[dict[str, float]]
-    diverged: bool = False
-    diverged_step: int | None = None
-    train_seconds: float = 0.0
-    resumed_epochs: int = 0
-
-    @property
-    def final(self) -> dict[str, float]:
-        return self.history[-1] if self.history else {}
+from jaxcomp.train.step import LossFn, scan_by_default
 
 
 def init_state(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, seed: int,
@@ -74,6 +50,16 @@ def init_state(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, s
                         key=run_key, transform=transform)
 
 
+@memo
+def programs_for(model: Model, tx: optax.GradientTransformation, batch_size: int,
+                 transform: Transform | None = None, loss_fn: LossFn | None = None,
+                 augment: Augment | None = None) -> Programs:
+    """The compiled programs of one unstacked run, reused by later runs of the same
+    model, optimizer, transform, loss and batch size (one compile for all of them)."""
+    return Programs(model, tx, batch_size=batch_size, transform=transform, loss_fn=loss_fn,
+                    augment=augment)
+
+
 def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: int,
         batch_size: int, seed: int = 0, transform: Transform | None = None,
         loss_fn: LossFn | None = None, state: TrainState | None = None,
@@ -81,7 +67,8 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
         eval_every: int = 1, progress: bool = True,
         on_epoch: Callable[[int, TrainState, dict], None] | None = None,
         extra_batch: Callable[[np.ndarray], dict[str, Any]] | None = None,
-        loss_state: Any = None) -> FitResult:
+        loss_state: Any = None, cached: dict[str, Any] | None = None,
+        augment: Augment | None = None) -> FitResult:
     """Train ``model`` on ``ds`` for ``epochs`` epochs.
 
     Args:
@@ -100,129 +87,30 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
       eval_every: evaluate on the test split every this many epochs (and at the end).
       progress: show a progress bar.
       on_epoch: callback ``(epoch, state, metrics)``.
-      extra_batch: ``indices -> dict`` of extra per-example arrays for the batch
-        (e.g. cached teacher logits); disables ``scan``.
+      extra_batch: ``indices -> dict`` of extra per-example arrays for the batch,
+        built in Python; runs the per-step loop. Prefer ``cached``.
       loss_state: a pytree of arrays the loss reads as ``batch["loss_state"]``
         (temperatures, loss weights): a sweep over them reuses one compiled step.
+      cached: per-training-example arrays (e.g. a teacher's logits) kept on the
+        device beside ``x`` and ``y`` and gathered into every batch under their keys.
+      augment: ``(x, key) -> x`` applied to every training batch.
 
     Returns:
       A :class:`FitResult`; ``diverged`` is set (and training stopped) when the
       loss becomes NaN or infinite.
     """
-    if epochs < 0:
-        raise ConfigError(f"train.epochs: got {epochs}; must be >= 0")
-    if batch_size <= 0 or batch_size > len(ds.x_train):
-        raise ConfigError(f"train.batch_size: got {batch_size}; allowed 1..{len(ds.x_train)}")
+    check_schedule(ds, epochs, batch_size)
     if state is None:
         state = init_state(model, ds, tx, seed=seed, transform=transform)
     else:
         state = own_copy(state)  # the steps donate their input; keep the caller's arrays
     if scan is None:
         scan = scan_by_default(state, per_step_extras=extra_batch is not None)
-    ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir else None
-    start = 0
-    history: list[dict[str, float]] = []
-    if ckpt is not None:
-        restored, last = ckpt.restore_latest(state)
-        if restored is not None:
-            state, start = restored, last
-            history = resumed_history(checkpoint_dir, start)
-    steps_per_epoch = len(ds.x_train) // batch_size
-    eval_fn = jax.jit(eval_step_fn(model, transform))
-    if scan:
-        epoch_fn = make_epoch_scan(train_step_fn(model, tx, transform, loss_fn), batch_size)
-        x_dev, y_dev = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    else:
-        step_fn = make_train_step(model, tx, transform, loss_fn)
-    resumed_records = len(history)
-    bar = _progress_bar(progress, epochs - start, model.name)
-    t0 = time.perf_counter()
-    result = FitResult(state, history)
-    if start >= epochs and not history and ckpt is not None:
-        # resumed from the final checkpoint with no saved history: evaluate it again
-        ev = evaluate(model, state.params, state.model_state, ds.x_test, ds.y_test,
-                      transform=transform, comp_state=state.comp_state, step_fn=eval_fn)
-        history.append({"epoch": start, "test_accuracy": ev["accuracy"], "test_nll": ev["nll"]})
-    try:
-        for epoch in range(start, epochs):
-            if scan:
-                perm = epoch_permutation(len(ds.x_train), seed, epoch)[: steps_per_epoch *
-                                                                       batch_size]
-                state, m = epoch_fn(state, x_dev, y_dev, jnp.asarray(perm), loss_state)
-                loss = float(m["loss"])
-                train_acc = float(m["accuracy"])
-            else:
-                losses, accs = [], []
-                order = epoch_permutation(len(ds.x_train), seed, epoch)
-                for i in range(steps_per_epoch):
-                    idx = order[i * batch_size:(i + 1) * batch_size]
-                    batch = {"x": ds.x_train[idx], "y": ds.y_train[idx]}
-                    if extra_batch is not None:
-                        batch.update(extra_batch(idx))
-                    if loss_state is not None:
-                        batch["loss_state"] = loss_state
-                    state, m = step_fn(state, batch)
-                    losses.append(m["loss"])
-                    accs.append(m["accuracy"])
-                loss = float(jnp.mean(jnp.stack(losses)))
-                train_acc = float(jnp.mean(jnp.stack(accs)))
-            record = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": train_acc}
-            if not math.isfinite(loss):
-                result.diverged = True
-                result.diverged_step = int(state.step)
-                history.append(record)
-                break
-            close_epoch(epoch + 1, epochs=epochs, eval_every=eval_every, record=record,
-                        state=state, history=history, ckpt=ckpt,
-                        checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
-                        evaluate=lambda s: evaluate(
-                            model, s.params, s.model_state, ds.x_test, ds.y_test,
-                            transform=transform, comp_state=s.comp_state, step_fn=eval_fn))
-            if bar is not None:
-                bar.advance(record)
-    finally:
-        if bar is not None:
-            bar.close()
-        if ckpt is not None:
-            ckpt.close()
-    result.state = state
-    result.train_seconds = time.perf_counter() - t0
-    result.resumed_epochs = resumed_records
-    return result
+    progs = programs_for(model, tx, batch_size, transform, loss_fn, augment)
+    return run(progs, state, ds, epochs=epochs, seeds=seed, scan=bool(scan),
+               loss_state=loss_state, cached=cached, extra_batch=extra_batch,
+               checkpoint_dir=checkpoint_dir, eval_every=eval_every, progress=progress,
+               name=model.name, on_epoch=on_epoch)
 
 
-class _Bar:
-    def __init__(self, total: int, name: str):
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        # progress goes to stderr (like the sweep's bar): stdout holds only results
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                 TextColumn("{task.completed}/{task.total} epochs"),
-                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[info]}"), transient=False,
-                                 console=Console(stderr=True))
-        self.progress.start()
-        self.task = self.progress.add_task(name, total=total, info="")
-
-    def advance(self, record: dict) -> None:
-        info = f"loss {record['train_loss']:.4f}"
-        if "test_accuracy" in record:
-            info += f"  test acc {record['test_accuracy']:.4f}"
-        self.progress.update(self.task, advance=1, info=info)
-
-    def close(self) -> None:
-        self.progress.stop()
-
-
-def _progress_bar(enabled: bool, total: int, name: str) -> _Bar | None:
-    return _Bar(total, name) if enabled and total > 0 else None
-
-
-__all__ = ["FitResult", "batches", "fit", "init_state"]
+__all__ = ["FitResult", "batches", "fit", "init_state", "programs_for"]

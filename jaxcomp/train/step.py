@@ -94,25 +94,11 @@ def evaluate(model: Model, params: Any, model_state: Any, x: Any, y: Any, *,
              transform: Transform | None = None, comp_state: Any = (),
              batch_size: int = 1000, step_fn: Callable | None = None) -> dict[str, float]:
     """Accuracy and mean NLL over ``(x, y)``; one compile (the last batch is padded)."""
-    import numpy as np
+    from jaxcomp.engine.evaluate import eval_totals
 
     fn = step_fn or jax.jit(eval_step_fn(model, transform))
-    n = len(x)
-    bs = min(batch_size, n)
-    totals = {"correct": 0.0, "nll": 0.0, "count": 0.0}
-    for i in range(0, n, bs):
-        xb, yb = np.asarray(x[i:i + bs]), np.asarray(y[i:i + bs])
-        w = np.ones(len(xb), np.float32)
-        if len(xb) < bs:
-            pad = bs - len(xb)
-            xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
-            yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
-            w = np.concatenate([w, np.zeros(pad, np.float32)])
-        out = fn(params, comp_state, model_state, xb, yb, w)
-        for k in totals:
-            totals[k] += float(out[k])
-    return {"accuracy": totals["correct"] / totals["count"],
-            "nll": totals["nll"] / totals["count"]}
+    t = eval_totals(fn, (params, comp_state, model_state), x, y, batch_size=batch_size)
+    return {"accuracy": float(t["correct"] / t["count"]), "nll": float(t["nll"] / t["count"])}
 
 
 def scan_by_default(state: TrainState, *, per_step_extras: bool = False) -> bool:
@@ -138,27 +124,3 @@ def scan_by_default(state: TrainState, *, per_step_extras: bool = False) -> bool
     if per_step_extras or jax.tree.leaves(state.model_state):
         return False
     return all(jnp.ndim(x) <= 2 for x in jax.tree.leaves(state.params))
-
-
-def make_epoch_scan(step: Callable, batch_size: int):
-    """A jitted whole epoch as one ``lax.scan`` over device-resident data.
-
-    ``epoch(state, x, y, perm, loss_state=None) -> (state, mean_metrics)``; ``perm``
-    is the epoch's shuffled order (its length a multiple of ``batch_size``);
-    ``loss_state`` (numbers the loss reads, e.g. a distillation temperature) is
-    passed to the loss as ``batch["loss_state"]``.
-    """
-
-    def epoch(state, x, y, perm, loss_state=None):
-        idx = perm.reshape((-1, batch_size))
-
-        def body(s, ix):
-            batch = {"x": x[ix], "y": y[ix]}
-            if loss_state is not None:
-                batch["loss_state"] = loss_state
-            return step(s, batch)
-
-        state, metrics = jax.lax.scan(body, state, idx)
-        return state, jax.tree.map(jnp.mean, metrics)
-
-    return jax.jit(epoch, donate_argnums=(0,))

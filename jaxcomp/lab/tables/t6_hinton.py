@@ -31,7 +31,6 @@ from jaxcomp.experiment.paper_table import (
 )
 from jaxcomp.models import get_model
 from jaxcomp.train import fit
-from jaxcomp.train.step import train_step_fn
 
 TABLE = "T6"
 
@@ -75,14 +74,13 @@ class _Trainer:
         self.model = get_model("mlp", input_shape=ds.input_shape, num_classes=ds.num_classes,
                                features=tuple(features))
         self.tx = optax.adam(cfg.learning_rate)
-        step = train_step_fn(self.model, self.tx, None, kd.make_loss_fn("kd"))
-        self.epoch_fn = kd.make_data_epoch(step, cfg.batch_size)
+        self.loss_fn = kd.make_loss_fn("kd")  # one loss object: every run reuses one compile
 
     def run(self, seed: int, epochs: int, temperature: float, alpha: float) -> dict:
         ls = kd.loss_state(temperature=temperature, alpha=alpha)
         r = kd.fit_scan(self.model, self.ds, self.tx, epochs=epochs,
                         batch_size=self.cfg.batch_size, seed=seed, loss_state=ls,
-                        cached=self.cache, epoch_fn=self.epoch_fn, eval_every=epochs)
+                        cached=self.cache, loss_fn=self.loss_fn, eval_every=epochs)
         return {"test_acc": r.final["test_accuracy"], "test_nll": r.final["test_nll"],
                 "seconds": r.train_seconds}
 
