@@ -97,9 +97,9 @@ def child(args: argparse.Namespace) -> None:
     from jaxcomp.distributed import make_mesh
     from jaxcomp.distributed.feed import epoch_arrays
     from jaxcomp.distributed.sharding import stacked_shardings
-    from jaxcomp.distributed.vectorized import init_stacked, make_stacked_epoch
+    from jaxcomp.distributed.vectorized import init_stacked
+    from jaxcomp.engine import Programs
     from jaxcomp.models import get_model
-    from jaxcomp.train.step import train_step_fn
 
     assert jax.device_count() == args.devices, jax.devices()
     mesh = make_mesh({"sweep": args.devices})
@@ -108,7 +108,8 @@ def child(args: argparse.Namespace) -> None:
     tx = optax.sgd(0.05)
     state = init_stacked(model, ds, tx, seeds=list(range(args.settings)), mesh=mesh)
     sh = stacked_shardings(mesh, state)
-    epoch = make_stacked_epoch(train_step_fn(model, tx), mesh, sh)
+    progs = Programs(model, tx, batch_size=args.batch_size, mesh=mesh, stacked=True,
+                     state_sharding=sh)
     steps = args.num_train // args.batch_size
     walls, cpus = [], []
     for e in range(args.epochs + 1):            # epoch 0 compiles and warms up
@@ -117,7 +118,7 @@ def child(args: argparse.Namespace) -> None:
                               order[: steps * args.batch_size].reshape(steps, args.batch_size))
         jax.block_until_ready((xs, ys))
         t0, c0 = time.perf_counter(), time.process_time()
-        state, m = epoch(state, xs, ys, None)
+        state, m = progs.epoch(state, {"x": xs, "y": ys}, None)
         jax.block_until_ready((state, m))
         if e:
             walls.append(time.perf_counter() - t0)

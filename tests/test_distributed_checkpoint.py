@@ -1,4 +1,5 @@
-"""HostCheckpointer: round trip (keys included), newest-only retention, clear errors."""
+"""The one Checkpointer in its mesh (gather) mode: round trip of any pytree (keys
+included), newest-only retention, checksums, and clear errors."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxcomp.core.errors import ConfigError
-from jaxcomp.distributed.checkpoint import HostCheckpointer
+from jaxcomp.train.checkpoint import Checkpointer
 
 
 def _state(scale=1.0):
@@ -14,26 +15,32 @@ def _state(scale=1.0):
             "key": jax.random.key(3)}
 
 
-def test_round_trip_and_retention(tmp_path):
-    ck = HostCheckpointer(str(tmp_path), max_to_keep=2)
+@pytest.mark.parametrize("gather", [False, True])
+def test_round_trip_and_retention(tmp_path, gather):
+    ck = Checkpointer(str(tmp_path), max_to_keep=2, gather=gather)
     assert ck.restore_latest(_state()) == (None, None)
     for e in (1, 2, 3):
         ck.save(_state(e), epoch=e)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_2.npz", "epoch_3.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".checksums", "2", "3"]
     restored, epoch = ck.restore_latest(_state())
     assert epoch == 3
     np.testing.assert_array_equal(restored["w"], np.arange(6.0).reshape(2, 3) * 3)
     assert restored["step"].dtype == np.int32 and int(restored["step"]) == 4
     assert jax.random.uniform(restored["key"]) == jax.random.uniform(jax.random.key(3))
+    ck.close()
 
 
-def test_wrong_model_and_unreadable_file(tmp_path):
-    ck = HostCheckpointer(str(tmp_path))
+@pytest.mark.parametrize("gather", [False, True])
+def test_wrong_model_and_damaged_file(tmp_path, gather):
+    ck = Checkpointer(str(tmp_path), gather=gather)
     ck.save(_state(), epoch=1)
-    with pytest.raises(ConfigError, match=r"epoch_1.npz holds 3 arrays .* expects 3 of shapes"):
-        ck.restore_latest({"w": jnp.zeros((3, 3)), "step": jnp.int32(0), "key": jax.random.key(0)})
-    (tmp_path / "epoch_2.npz").write_bytes(b"not a zip")
-    with pytest.raises(ConfigError, match=r"epoch_2.npz is unreadable"):
+    with pytest.raises(ConfigError, match=r"checkpoint .*another model"):
+        ck.restore_latest({"w": jnp.zeros((3, 3)), "step": jnp.int32(0),
+                           "key": jax.random.key(0)})
+    victim = next(p for p in (tmp_path / "1").rglob("*") if p.is_file() and p.stat().st_size)
+    victim.write_bytes(b"damaged")
+    with pytest.raises(ConfigError, match=r"checksum mismatch"):
         ck.restore_latest(_state())
+    ck.close()
     with pytest.raises(ConfigError, match=r"checkpoint.max_to_keep: got 0"):
-        HostCheckpointer(str(tmp_path), max_to_keep=0)
+        Checkpointer(str(tmp_path), max_to_keep=0)

@@ -122,7 +122,7 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
         models without a model state); otherwise one jitted call per step.
       eval_batch_size: examples per evaluation call (rounded up to the data axis).
       checkpoint_dir: save every epoch (process 0 writes) and resume from the
-        newest checkpoint (see :class:`~jaxcomp.distributed.checkpoint.HostCheckpointer`).
+        newest checkpoint (orbax, see :class:`~jaxcomp.train.checkpoint.Checkpointer`).
       progress: accepted for drop-in compatibility with ``fit``; no bar is shown.
       extra_batch: not supported (per-example extras would need sharding too);
         must be ``None``.

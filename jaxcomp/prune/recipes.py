@@ -32,12 +32,15 @@ import numpy as np
 import optax
 
 from jaxcomp.core import schedules
-from jaxcomp.data.dataset import Dataset, epoch_permutation
+from jaxcomp.data.dataset import Dataset
+from jaxcomp.engine.evaluate import evaluate_state
+from jaxcomp.engine.loop import epoch_order
+from jaxcomp.engine.programs import Programs
 from jaxcomp.flax.model import Model
 from jaxcomp.prune.masks import apply_masks
 from jaxcomp.prune.optax_wrapper import get_masks, masked_optimizer
 from jaxcomp.prune.pruner import pruner
-from jaxcomp.train import TrainState, eval_step_fn, evaluate, make_epoch_scan, train_step_fn
+from jaxcomp.train.state import TrainState
 
 
 def _adam_l2(learning_rate, weight_decay):
@@ -61,10 +64,8 @@ class PruneTrainer:
         self.score, self.allocation, self.where = score, allocation, where
         self.per_path, self.kind = per_path, schedule_kind
         self.tx_template = self._tx(0.0, 1e-3, 0.0, 0, 0, 1)
-        step = train_step_fn(model, self.tx_template)
-        self.epoch = make_epoch_scan(step, batch_size)
-        self.eval_fn = jax.jit(eval_step_fn(model))
-        self.x, self.y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+        self.programs = Programs(model, self.tx_template, batch_size=batch_size)
+        self.data = {"x": jnp.asarray(ds.x_train), "y": jnp.asarray(ds.y_train)}
         self.steps_per_epoch = len(ds.x_train) // batch_size
 
     def _tx(self, sparsity, lr, wd, begin, end, every, key_seed=0):
@@ -117,16 +118,17 @@ class PruneTrainer:
         """``epochs`` epochs (data order from ``(seed, epoch)``)."""
         n = self.steps_per_epoch * self.batch_size
         for e in range(first_epoch, first_epoch + epochs):
-            perm = epoch_permutation(len(self.ds.x_train), seed, e)[:n]
-            state, _ = self.epoch(state, self.x, self.y, jnp.asarray(perm))
+            order = epoch_order(len(self.ds.x_train), seed, e, n)
+            state, _ = self.programs.epoch(state, self.data, jnp.asarray(order))
         return state
 
     def evaluate(self, state_or_params: Any) -> float:
         """Test accuracy of a state's params (exactly zero where pruned) or of given params."""
         params = state_or_params.params if isinstance(state_or_params, TrainState) \
             else state_or_params
-        return float(evaluate(self.model, params, {}, self.ds.x_test, self.ds.y_test,
-                              step_fn=self.eval_fn)["accuracy"])
+        state = TrainState(None, params, None, (), {}, None)
+        return evaluate_state(self.programs.eval, state, self.ds.x_test,
+                              self.ds.y_test)["accuracy"]
 
     @staticmethod
     def masks(state: TrainState) -> dict[str, jax.Array]:

@@ -16,7 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcomp.data import epoch_permutation
+from jaxcomp.engine.evaluate import evaluate_state
+from jaxcomp.engine.loop import epoch_order
+from jaxcomp.engine.programs import Programs
 from jaxcomp.experiment.paper_table import (
     Claim,
     TableResult,
@@ -27,7 +29,7 @@ from jaxcomp.experiment.paper_table import (
 )
 from jaxcomp.models import get_model
 from jaxcomp.prune import lottery
-from jaxcomp.train import TrainState, eval_step_fn, evaluate, make_epoch_scan, train_step_fn
+from jaxcomp.train.state import TrainState
 
 TABLE = "T4"
 TITLE = "The Lottery Ticket Hypothesis: IMP with rewinding to init (LeNet-300-100)"
@@ -53,10 +55,9 @@ class Trainer:
         self.tx = optax.adam(cfg.learning_rate)
         dummy = {p: True for p in paths}
         self.transform = lottery.mask_transform(dummy)
-        self.epoch = make_epoch_scan(train_step_fn(model, self.tx, self.transform),
-                                     cfg.batch_size)
-        self.eval_fn = jax.jit(eval_step_fn(model, self.transform))
-        self.x, self.y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+        self.programs = Programs(model, self.tx, batch_size=cfg.batch_size,
+                                 transform=self.transform)
+        self.data = {"x": jnp.asarray(ds.x_train), "y": jnp.asarray(ds.y_train)}
         self.steps = len(ds.x_train) // cfg.batch_size
         self.runs = 0
 
@@ -66,12 +67,11 @@ class Trainer:
         state = TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params), comp, {},
                            jax.random.key(seed))
         for e in range(self.cfg.epochs):
-            perm = epoch_permutation(len(self.ds.x_train), seed, e)[
-                : self.steps * self.cfg.batch_size]
-            state, _ = self.epoch(state, self.x, self.y, jnp.asarray(perm))
+            order = epoch_order(len(self.ds.x_train), seed, e,
+                                self.steps * self.cfg.batch_size)
+            state, _ = self.programs.epoch(state, self.data, jnp.asarray(order))
         comp = state.comp_state  # the input buffers were donated
-        acc = evaluate(self.model, state.params, {}, self.ds.x_test, self.ds.y_test,
-                       transform=self.transform, comp_state=comp, step_fn=self.eval_fn)
+        acc = evaluate_state(self.programs.eval, state, self.ds.x_test, self.ds.y_test)
         self.runs += 1
         return self.transform.apply(state.params, comp), {"accuracy": acc["accuracy"]}
 
