@@ -2,9 +2,10 @@
 measured forward time, and a per-layer choice between the factorized and the
 reconstructed (dense) form by measured speed on the current device.
 
-Shapes come from one abstract forward pass of the *base* (dense) linen model at
-batch 1 (``jax.eval_shape`` under an interceptor that records every
-``nn.Dense`` / ``nn.Conv`` call). FLOPs are ``2 ×`` multiply-adds, biases ignored.
+Shapes come from one abstract forward pass of the *base* (dense) linen or NNX
+model at batch 1 (``jax.eval_shape`` under :func:`jaxcomp.flax.intercept`, which
+records every ``nn.Dense`` / ``nn.Conv`` / ``nnx.Linear`` / ``nnx.Conv`` call).
+FLOPs are ``2 ×`` multiply-adds, biases ignored.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -26,43 +27,44 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxcomp.decompose import layers as L
 from jaxcomp.decompose.convert import FACTOR_NAMES, normalize_spec
+from jaxcomp.flax.intercept import intercept
 from jaxcomp.flax.model import Model
+from jaxcomp.flax.modules import conv_config, layer_kind, out_features
 
 
 def layer_shapes(model: Model, params: Any, model_state: Any,
                  input_shape: tuple[int, ...]) -> dict[str, dict[str, Any]]:
-    """``{module_path: info}`` for every Dense/Conv call of a linen model at batch 1.
+    """``{module_path: info}`` for every Dense/Conv call of a linen or NNX model at batch 1.
 
     ``info``: ``type`` (``"dense"``/``"conv"``), ``in``/``out`` shapes, ``kernel`` shape,
-    ``strides``, ``padding``.
+    ``strides``, ``padding``. NNX layers (``nnx.Linear`` / ``nnx.Conv`` of a
+    :func:`~jaxcomp.flax.from_nnx` model) are found by their state paths.
     """
     found: dict[str, dict[str, Any]] = {}
 
-    def rec(next_fun, args, kwargs, context):
-        y = next_fun(*args, **kwargs)
-        mod = context.module
-        if context.method_name == "__call__" and isinstance(mod, nn.Dense | nn.Conv):
+    def rec(path, mod, args, kwargs, call_next):
+        y = call_next(*args, **kwargs)
+        kind = layer_kind(mod)
+        if kind in ("dense", "conv"):
             x = args[0] if args else kwargs["inputs"]
-            path = "/".join(mod.path)
-            info = {"type": "dense" if isinstance(mod, nn.Dense) else "conv",
-                    "in": tuple(x.shape), "out": tuple(y.shape)}
-            if isinstance(mod, nn.Conv):
-                info.update(kernel=(*mod.kernel_size, x.shape[-1], mod.features),
-                            strides=L._strides(mod.strides), padding=mod.padding)
+            info = {"type": kind, "in": tuple(x.shape), "out": tuple(y.shape)}
+            if kind == "conv":
+                cfg = conv_config(mod)
+                info.update(kernel=(*cfg["kernel_size"], x.shape[-1], cfg["features"]),
+                            strides=L._strides(cfg["strides"]), padding=cfg["padding"])
             else:
-                info["kernel"] = (x.shape[-1], mod.features)
+                info["kernel"] = (x.shape[-1], out_features(mod))
             found[path] = info
         return y
 
     x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    with nn.intercept_methods(rec):
+    with intercept([".*"], rec, check=False):
         jax.eval_shape(lambda p, s, x: model.apply(p, s, x, train=False)[0], params,
                        model_state, x)
     return found

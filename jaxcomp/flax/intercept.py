@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -115,6 +116,96 @@ def _nnx_modules(root: Any) -> list[tuple[str, Any]]:
     return out
 
 
+class _Stack(threading.local):
+    def __init__(self):
+        self.entries: list[tuple[_Matcher, Hook]] = []
+
+
+_NNX_ACTIVE = _Stack()  # (matcher, hook) of the open intercept() contexts, outermost first
+
+
+@contextlib.contextmanager
+def _swap(root: Any, entries: Sequence[tuple[_Matcher, Hook]]) -> Iterator[None]:
+    """Route the ``__call__`` of each matched submodule of ``root`` through the hooks
+    of ``entries`` (outermost first, as linen runs its interceptors)."""
+    swapped: list[tuple[Any, type]] = []
+    for path, module in _nnx_modules(root) if entries else ():
+        hooks = [h for m, h in entries if m.value(path)]
+        if not hooks:
+            continue
+        cls = type(module)
+
+        def make_call(path=path, cls=cls, hooks=tuple(hooks)):
+            def __call__(self, *args, **kwargs):
+                def run(i, *a, **k):
+                    if i == len(hooks):
+                        return cls.__call__(self, *a, **k)
+                    return hooks[i](path, self, a, k, lambda *a2, **k2: run(i + 1, *a2, **k2))
+                return run(0, *args, **kwargs)
+            return __call__
+
+        sub = type(cls.__name__, (cls,), {"__call__": make_call()})
+        object.__setattr__(module, "__class__", sub)
+        swapped.append((module, cls))
+    try:
+        yield
+    finally:
+        for module, cls in reversed(swapped):
+            object.__setattr__(module, "__class__", cls)
+
+
+def nnx_interception(root: Any) -> contextlib.AbstractContextManager[None]:
+    """Apply the open :func:`intercept` contexts to the NNX module ``root`` while it runs.
+
+    Whoever merges an NNX module and calls it (:func:`jaxcomp.flax.from_nnx`'s
+    ``apply``) wraps the call in this context, so that ``intercept`` sees NNX
+    submodules by their state paths (``block0/conv1``) as it sees linen modules.
+    Outside any ``intercept`` context it does nothing.
+    """
+    return _swap(root, list(_NNX_ACTIVE.entries))
+
+
+@contextlib.contextmanager
+def intercept(
+    rules: str | Sequence[Any], hook: Hook, *, what: str = "intercept rules",
+    check: bool = True,
+) -> Iterator[_Matcher]:
+    """Call ``hook`` around every module call matched by ``rules``, linen or NNX.
+
+    Linen modules are intercepted by method interception; NNX modules when a
+    model merged by :func:`jaxcomp.flax.from_nnx` runs inside the context (see
+    :func:`nnx_interception`). Nested contexts run outermost first. The root
+    module is never intercepted; ``check=False`` skips the matched-nothing check.
+
+    Example (the same hook on an NNX model):
+        >>> import jax, jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from jaxcomp.flax import from_nnx
+        >>> class Net(nnx.Module):
+        ...     def __init__(self, rngs):
+        ...         self.a = nnx.Linear(3, 4, rngs=rngs); self.b = nnx.Linear(4, 2, rngs=rngs)
+        ...     def __call__(self, x):
+        ...         return self.b(self.a(x))
+        >>> model = from_nnx(Net)
+        >>> params, ms = model.init(jax.random.key(0), None)
+        >>> seen = {}
+        >>> def record(path, module, args, kwargs, call_next):
+        ...     out = call_next(*args, **kwargs); seen[path] = out.shape; return out
+        >>> with intercept([".*"], record):
+        ...     _ = model.apply(params, ms, jnp.ones((5, 3)))
+        >>> seen
+        {'a': (5, 4), 'b': (5, 2)}
+    """
+    with intercept_linen(rules, hook, what=what, check=False) as matcher:
+        _NNX_ACTIVE.entries.append((matcher, hook))
+        try:
+            yield matcher
+        finally:
+            _NNX_ACTIVE.entries.remove((matcher, hook))
+    if check:
+        matcher.check()
+
+
 @contextlib.contextmanager
 def intercept_nnx(
     root: Any, rules: str | Sequence[Any], hook: Hook, *, what: str = "intercept rules",
@@ -144,25 +235,7 @@ def intercept_nnx(
         ['a']
     """
     matcher = _Matcher(rules, what)
-    swapped: list[tuple[Any, type]] = []
-    for path, module in _nnx_modules(root):
-        if not matcher.value(path):
-            continue
-        cls = type(module)
-
-        def make_call(path=path, cls=cls):
-            def __call__(self, *args, **kwargs):
-                return hook(path, self, args, kwargs,
-                            lambda *a, **k: cls.__call__(self, *a, **k))
-            return __call__
-
-        sub = type(cls.__name__, (cls,), {"__call__": make_call()})
-        object.__setattr__(module, "__class__", sub)
-        swapped.append((module, cls))
-    try:
+    with _swap(root, [(matcher, hook)]):
         yield matcher
-    finally:
-        for module, cls in swapped:
-            object.__setattr__(module, "__class__", cls)
     if check:
         matcher.check()

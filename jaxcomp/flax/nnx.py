@@ -2,7 +2,11 @@
 
 The params are the ``nnx.Param`` state (an ``nnx.State``; paths such as
 ``l1/kernel``); everything else (BatchNorm statistics, rng counts) is the model
-state. ``apply`` merges, runs in train or eval mode, and splits again.
+state. ``apply`` merges, runs in train or eval mode, and splits again; it also
+takes params (and model state) as nested dicts of arrays (``nnx.to_pure_dict``),
+and runs the module under :func:`jaxcomp.flax.intercept.nnx_interception`, so
+the module-path interception of activation quantization, BatchNorm folding,
+integer inference and layer accounting sees NNX models as it sees linen ones.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -23,6 +27,7 @@ from typing import Any
 import jax
 from flax import nnx
 
+from jaxcomp.flax.intercept import nnx_interception
 from jaxcomp.flax.model import Model
 
 
@@ -55,10 +60,11 @@ def from_nnx(make: Callable[[nnx.Rngs], nnx.Module], name: str | None = None) ->
             module.train()
         else:
             module.eval()
-        if rng is not None:
-            out = module(x, rngs=nnx.Rngs(dropout=rng)) if _takes_rngs(module) else module(x)
-        else:
-            out = module(x)
+        with nnx_interception(module):  # open jaxcomp.flax.intercept contexts see NNX calls
+            if rng is not None and _takes_rngs(module):
+                out = module(x, rngs=nnx.Rngs(dropout=rng))
+            else:
+                out = module(x)
         _, _, new_state = split_params(module)
         return out, new_state
 

@@ -3,7 +3,8 @@
 :func:`act_quant` wraps a :class:`~jaxcomp.flax.Model` so that the *inputs*
 of the modules matched by ``rules`` (e.g. every ``Dense``/``Conv``) are
 fake-quantized in the forward pass, through the interception adapter
-(:func:`jaxcomp.flax.intercept_linen` / :func:`~jaxcomp.flax.intercept_nnx`).
+(:func:`jaxcomp.flax.intercept`, which sees linen modules and the NNX modules
+of a :func:`~jaxcomp.flax.from_nnx` model alike).
 Rules are ordered ``pattern`` / ``"!pattern"`` / ``(pattern, bits)`` entries
 (first full match wins), so ``[("Dense_0", 8), ("Dense_2", 8), ("Dense_.*", 4)]``
 keeps the first and last layers at 8 bits. A rule that matches no module is a
@@ -39,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomp.core.errors import ConfigError, check_choice
-from jaxcomp.flax.intercept import intercept_linen, intercept_nnx
+from jaxcomp.flax.intercept import intercept
 from jaxcomp.flax.model import Model
 from jaxcomp.quant.observers import OBSERVERS, combine, ema, observe, require_batches
 from jaxcomp.quant.uniform import check_bits, minmax, qparams, ste_fake_quant
@@ -73,14 +74,11 @@ class ActQuant:
     """
 
     def __init__(self, base: Model, rules: str | Sequence[Any], bits: int = 8, *,
-                 symmetric: bool = False, signed: bool = True, momentum: float = 0.9,
-                 nnx_make: Callable | None = None):
+                 symmetric: bool = False, signed: bool = True, momentum: float = 0.9):
         check_bits(bits, "act_bits")
         self.base = base
         self.rules = _rule_bits(rules, bits)
         self.symmetric, self.signed, self.momentum = symmetric, signed, momentum
-        self.nnx_make = nnx_make
-        self._graphdef = None
         self.model = Model(self._init, self._apply, f"{base.name}+act_quant", base.module)
 
     # ------------------------------------------------------------------ running
@@ -131,45 +129,19 @@ class ActQuant:
         new: dict[str, Any] = {}
         hook = self._hook_factory(aq, mode, new, captured)
         train = mode == "train"
-        if self.nnx_make is None:
-            with intercept_linen(self.rules, hook, what="act_quant rules") as m:
-                self._matcher = m
-                out, rest = self.base.apply(params, rest, x, train=train, rng=rng)
-        else:
-            out, rest = self._nnx_apply(params, rest, x, train, rng, hook)
+        with intercept(self.rules, hook, what="act_quant rules") as m:
+            self._matcher = m
+            out, rest = self.base.apply(params, rest, x, train=train, rng=rng)
         aq_new = {**aq, **new} if mode != "eval" else aq
         return out, {**(rest or {}), STATE_KEY: aq_new}
 
     def _init(self, key, x):
-        if self.nnx_make is not None:
-            params, ms = self._nnx_init(key)
-        else:
-            params, ms = self.base.init(key, x)
+        params, ms = self.base.init(key, x)
         _, ms = self._run(params, ms, x, "init")
         return params, ms
 
     def _apply(self, params, ms, x, *, train=False, rng=None):
         return self._run(params, ms, x, "train" if train else "eval", rng)
-
-    # ------------------------------------------------------------------ NNX
-    def _nnx_init(self, key):
-        from flax import nnx
-
-        module = self.nnx_make(nnx.Rngs(params=key, dropout=key))
-        graphdef, params, rest = nnx.split(module, nnx.Param, ...)
-        self._graphdef = graphdef
-        return params, {"nnx": rest}
-
-    def _nnx_apply(self, params, rest, x, train, rng, hook):
-        from flax import nnx
-
-        module = nnx.merge(self._graphdef, params, rest["nnx"])
-        module.train() if train else module.eval()
-        with intercept_nnx(module, self.rules, hook, what="act_quant rules") as m:
-            self._matcher = m
-            out = module(x)
-        _, _, new_rest = nnx.split(module, nnx.Param, ...)
-        return out, {"nnx": new_rest}
 
     # ------------------------------------------------------------------ PTQ
     def calibrate(self, params: Any, ms: Any, batches: Iterable[Any], *,
@@ -200,7 +172,13 @@ class ActQuant:
 
 def act_quant(model: Model, rules: str | Sequence[Any], bits: int = 8, *,
               symmetric: bool = False, signed: bool = True, momentum: float = 0.9) -> ActQuant:
-    """Fake-quantize the inputs of a linen model's modules matched by ``rules``."""
+    """Fake-quantize the inputs of a model's modules matched by ``rules``.
+
+    ``model`` is a linen (:func:`~jaxcomp.flax.from_linen`) or NNX
+    (:func:`~jaxcomp.flax.from_nnx`) model; NNX module paths are state paths
+    such as ``block0/conv1`` or ``layers/0``. The model state is the wrapped
+    model's state plus ``"act_quant"``.
+    """
     return ActQuant(model, rules, bits, symmetric=symmetric, signed=signed, momentum=momentum)
 
 
@@ -220,4 +198,4 @@ def act_quant_nnx(make: Callable, rules: str | Sequence[Any], bits: int = 8, *,
     from jaxcomp.flax.nnx import from_nnx
 
     return ActQuant(from_nnx(make), rules, bits, symmetric=symmetric, signed=signed,
-                    momentum=momentum, nnx_make=make)
+                    momentum=momentum)

@@ -30,17 +30,18 @@ References:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from jaxcomp.core.errors import ConfigError, check_range
-from jaxcomp.flax.intercept import intercept_linen
+from jaxcomp.flax.intercept import intercept
 from jaxcomp.flax.model import Model
+from jaxcomp.flax.modules import conv_config, layer_kind, pure_params
 from jaxcomp.quant.intinfer import _pads
 from jaxcomp.quant.ptq import layer_paths
 from jaxcomp.quant.uniform import check_bits, minmax, qparams, qrange
@@ -60,23 +61,26 @@ def init_v(w: jax.Array, scale: jax.Array) -> jax.Array:
     return jnp.log(p / (1 - p))
 
 
-def _layer_fn(module: nn.Module, x_shape: tuple[int, ...]):
-    """A pure ``f(x, kernel)`` for a captured Dense/Conv (bias excluded: it cancels)."""
-    if isinstance(module, nn.Dense):
+def _layer_fn(module: Any, x_shape: tuple[int, ...]):
+    """A pure ``f(x, kernel)`` for a captured Dense/Conv (bias excluded: it cancels);
+    ``module`` is the layer itself or its ``(kind, conv_config)`` as captured."""
+    kind, cfg = module if isinstance(module, tuple) else _layer_info(module)
+    if kind == "dense":
         return lambda x, k: x @ k
-    if isinstance(module, nn.Conv):
+    if kind == "conv":
         def conv(x, k):
-            nd = k.ndim - 2
-            s = module.strides or 1
-            s = (s,) * nd if isinstance(s, int) else tuple(s)
-            d = module.kernel_dilation or 1
-            d = (d,) * nd if isinstance(d, int) else tuple(d)
             return jax.lax.conv_general_dilated(
-                x, k, s, _pads(module, x_shape, k.shape), rhs_dilation=d,
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                feature_group_count=module.feature_group_count)
+                x, k, cfg["strides"],
+                _pads(cfg["padding"], x_shape, k.shape, cfg["strides"], cfg["dilation"]),
+                rhs_dilation=cfg["dilation"], dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=cfg["groups"])
         return conv
     raise ConfigError(f"adaround: {type(module).__name__} layers are not supported")
+
+
+def _layer_info(module: Any) -> tuple[str | None, dict[str, Any] | None]:
+    kind = layer_kind(module)
+    return kind, conv_config(module) if kind == "conv" else None
 
 
 def _capture_inputs(model: Model, params: Any, model_state: Any, x: Any,
@@ -84,10 +88,10 @@ def _capture_inputs(model: Model, params: Any, model_state: Any, x: Any,
     seen: dict[str, tuple[Any, Any]] = {}
 
     def hook(path, module, args, kwargs, call_next):
-        seen[path] = (module.clone(parent=None), args[0])
+        seen[path] = (_layer_info(module), args[0])
         return call_next(*args, **kwargs)
 
-    with intercept_linen([p.replace(".", r"\.") for p in paths], hook):
+    with intercept([re.escape(p) for p in paths], hook):
         model.apply(params, model_state, x, train=False)
     return seen
 
@@ -140,7 +144,7 @@ def adaround(model: Model, params: Any, model_state: Any, x: Any, *, bits: Any =
     """AdaRound every Dense/Conv kernel; returns params with the quantized kernels.
 
     Args:
-      model, params, model_state: a trained linen model (fold BatchNorm first).
+      model, params, model_state: a trained linen or NNX model (fold BatchNorm first).
       x: calibration inputs (one array, e.g. 1024 training images).
       bits: weight bits (2–8); iters, lr, reg: the optimization (per layer).
       key: PRNG key for mini-batch sampling (default ``jax.random.key(0)``).
@@ -155,8 +159,7 @@ def adaround(model: Model, params: Any, model_state: Any, x: Any, *, bits: Any =
     key = jax.random.key(0) if key is None else key
     paths = layers or layer_paths(params)
     captured = _capture_inputs(model, params, model_state, x, paths)
-    out = jax.tree.map(lambda a: a, params)
-    out = _copy(out)
+    out = _copy(pure_params(params))
     for i, path in enumerate(paths):
         module, xin = captured[path]
         node = out

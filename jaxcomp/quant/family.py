@@ -159,10 +159,11 @@ def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
         weight_params = None
         model_state = state.model_state
         if cfg.method == "adaround":
+            from jaxcomp.flax.modules import batch_stats
             from jaxcomp.quant.adaround import adaround
             from jaxcomp.quant.bnfold import fold_batchnorm
 
-            if cfg.fold_bn and model_state and "batch_stats" in model_state:
+            if cfg.fold_bn and batch_stats(model_state):
                 f = fold_batchnorm(base_model, params, model_state, calib[0])
                 base_model, params, model_state = f.model, f.params, {}
             if cfg.keep_first_last_8bit or cfg.where:

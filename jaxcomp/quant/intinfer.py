@@ -1,8 +1,9 @@
 """Integer inference: Dense and Conv computed on integer codes with int32
 accumulation, then rescaled ("requantized") to float for the next layer.
 
-:func:`int_model` wraps a linen :class:`~jaxcomp.flax.Model` (or a BN-folded
-one): every ``nn.Dense`` / ``nn.Conv`` whose kernel was exported by
+:func:`int_model` wraps a linen or NNX :class:`~jaxcomp.flax.Model` (or a
+BN-folded one): every Dense / Conv (``nn.Dense``, ``nn.Conv``, ``nnx.Linear``,
+``nnx.Conv``) whose kernel was exported by
 :func:`~jaxcomp.quant.export.export_int` is replaced, through the interception
 adapter, by
 
@@ -39,17 +40,18 @@ Example:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxcomp.core import paths as _paths
 from jaxcomp.core.errors import ConfigError
-from jaxcomp.flax.intercept import intercept_linen
+from jaxcomp.flax.intercept import intercept
 from jaxcomp.flax.model import Model
+from jaxcomp.flax.modules import conv_config, layer_kind
 from jaxcomp.quant.export import codes, dequantize_tree, is_qleaf
 from jaxcomp.quant.uniform import qparams, qrange
 
@@ -70,18 +72,13 @@ def _layers(qtree: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _pads(module: nn.Conv, x_shape, k_shape) -> list[tuple[int, int]]:
-    pad = module.padding
-    strides = module.strides or (1,) * (len(k_shape) - 2)
-    strides = (strides,) * (len(k_shape) - 2) if isinstance(strides, int) else tuple(strides)
-    dil = module.kernel_dilation or 1
-    dil = (dil,) * (len(k_shape) - 2) if isinstance(dil, int) else tuple(dil)
-    if isinstance(pad, str):
+def _pads(padding: Any, x_shape, k_shape, strides, dil) -> list[tuple[int, int]]:
+    if isinstance(padding, str):
         eff = [(k - 1) * d + 1 for k, d in zip(k_shape[:-2], dil, strict=True)]
-        return jax.lax.padtype_to_pads(x_shape[1:-1], eff, strides, pad)
-    if isinstance(pad, int):
-        return [(pad, pad)] * (len(k_shape) - 2)
-    return [tuple(p) if not isinstance(p, int) else (p, p) for p in pad]
+        return jax.lax.padtype_to_pads(x_shape[1:-1], eff, strides, padding)
+    if isinstance(padding, int):
+        return [(padding, padding)] * (len(k_shape) - 2)
+    return [tuple(p) if not isinstance(p, int) else (p, p) for p in padding]
 
 
 def int_dense(qx: jax.Array, qw: jax.Array) -> jax.Array:
@@ -95,7 +92,7 @@ def int_model(model: Model, qtree: Any, act_state: dict[str, Any], *,
     """A :class:`Model` that runs ``model`` with integer Dense/Conv layers.
 
     Args:
-      model: the linen model (or a folded model from :func:`fold_batchnorm`).
+      model: the linen or NNX model (or a folded model from :func:`fold_batchnorm`).
       qtree: the exported tree from :func:`export_int` (its kernels are used;
         float leaves such as biases are passed to the model as params).
       act_state: ``{path: {"lo", "hi", "bits", ...}}`` — the ``"act_quant"``
@@ -123,6 +120,8 @@ def int_model(model: Model, qtree: Any, act_state: dict[str, Any], *,
         raise ConfigError("int_model: weights must be exported with symmetric=True")
     float_params = dequantize_tree(qtree)  # biases (and placeholders for kernels)
     acts = {p: act_state[p] for p in layers}
+    biases = {p: None if v["bias"] is None else np.asarray(v["bias"], np.float32)
+              for p, v in layers.items()}
 
     def hook(path, module, args, kwargs, call_next):
         x = args[0].astype(jnp.float32)
@@ -134,23 +133,20 @@ def int_model(model: Model, qtree: Any, act_state: dict[str, Any], *,
         qx = jnp.clip(jnp.round(x / s_x + z_x), qmin, qmax).astype(jnp.int8)
         qw = w["q"]
         zx = z_x.astype(jnp.int32)
-        if isinstance(module, nn.Dense):
+        kind = layer_kind(module)
+        if kind == "dense":
             acc = int_dense(qx, qw)
             acc = acc - zx * w["qsum"]
             s_w = w["scale"].reshape(-1)
-        elif isinstance(module, nn.Conv):
-            pads = _pads(module, x.shape, qw.shape)
+        elif kind == "conv":
+            cfg = conv_config(module)
+            pads = _pads(cfg["padding"], x.shape, qw.shape, cfg["strides"], cfg["dilation"])
             qxp = jnp.pad(qx, [(0, 0), *pads, (0, 0)], constant_values=zx.astype(jnp.int8))
-            strides = module.strides or 1
-            nd = qw.ndim - 2
-            strides = (strides,) * nd if isinstance(strides, int) else tuple(strides)
-            dil = module.kernel_dilation or 1
-            dil = (dil,) * nd if isinstance(dil, int) else tuple(dil)
             acc = jax.lax.conv_general_dilated(
-                qxp, qw, strides, "VALID", rhs_dilation=dil,
+                qxp, qw, cfg["strides"], "VALID", rhs_dilation=cfg["dilation"],
                 dimension_numbers=jax.lax.conv_dimension_numbers(
                     qxp.shape, qw.shape, ("NHWC", "HWIO", "NHWC")),
-                feature_group_count=module.feature_group_count,
+                feature_group_count=cfg["groups"],
                 preferred_element_type=jnp.int32)
             acc = acc - zx * w["qsum"]
             s_w = w["scale"].reshape(-1)
@@ -158,10 +154,9 @@ def int_model(model: Model, qtree: Any, act_state: dict[str, Any], *,
             raise ConfigError(f"int_model: {path} is a {type(module).__name__}; only Dense and "
                               "Conv layers have an integer path")
         out = acc.astype(jnp.float32) * (s_x * s_w)
-        # the bias, also a folded BatchNorm's (this hook replaces the whole call)
-        mp = module.variables.get("params", {})
-        if "bias" in mp:
-            out = out + mp["bias"]
+        # the exported bias, also a folded BatchNorm's (this hook replaces the whole call)
+        if biases[path] is not None:
+            out = out + biases[path]
         return out
 
     current: dict[str, Any] = {}
@@ -171,7 +166,7 @@ def int_model(model: Model, qtree: Any, act_state: dict[str, Any], *,
         # params: the integer weights from init() (pass them to jit so they are not
         # baked in as constants), or None for the exported ones
         current["weights"] = weights if params is None else params
-        with intercept_linen(sorted(layers), hook, what="int_model layers"):
+        with intercept([re.escape(p) for p in sorted(layers)], hook, what="int_model layers"):
             return model.apply(float_params, model_state or {}, x, train=False, rng=rng)
 
     return Model(lambda key, x: (weights, {}), apply, f"{model.name}+int", model.module)

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from jaxcomp.core import paths as _paths
 from jaxcomp.core.select import Where
 from jaxcomp.flax.model import Model
+from jaxcomp.flax.modules import batch_stats
 from jaxcomp.quant.act import ActQuant, act_quant
 from jaxcomp.quant.bnfold import fold_batchnorm
 from jaxcomp.quant.observers import require_batches
@@ -64,7 +65,7 @@ def ptq(model: Model, params: Any, model_state: Any, calib: Iterable[Any], *,
         observer: str = "minmax", weight_observer: str = "minmax", where: Where = None,
         act_rules: Sequence[Any] | None = None, act_symmetric: bool = False,
         fold_bn: bool = True, weight_params: Any = None) -> PTQResult:
-    """Post-training quantization of a trained linen model.
+    """Post-training quantization of a trained linen or NNX model.
 
     Args:
       model, params, model_state: the trained float model.
@@ -75,15 +76,18 @@ def ptq(model: Model, params: Any, model_state: Any, calib: Iterable[Any], *,
         (see :func:`~jaxcomp.quant.weight_quant`).
       observer: activation range observer (minmax, ema, percentile, mse).
       act_rules: module rules for activation quantization (default: every layer).
-      fold_bn: fold BatchNorm into the preceding layers first (if there is any).
+      fold_bn: fold BatchNorm into the preceding layers first, whenever the model
+        state holds BatchNorm statistics (with or without activation quantization);
+        a BatchNorm not fed directly by a Conv/Dense is then an error.
       weight_params: already-quantized weights (e.g. from AdaRound) to use
         instead of round-to-nearest.
     """
     calib = list(calib)
-    if act_bits or (fold_bn and model_state and "batch_stats" in model_state):
+    fold = fold_bn and bool(batch_stats(model_state))  # linen batch_stats or NNX BatchStat
+    if act_bits or fold:
         require_batches(len(calib))
     base = model
-    if fold_bn and model_state and "batch_stats" in model_state:
+    if fold:
         f = fold_batchnorm(model, params, model_state, calib[0] if calib else None)
         base, params, model_state = f.model, f.params, {}
     if weight_params is None:
