@@ -76,10 +76,12 @@ def test_cached_teacher_setup_serves_teacher_logits():
     cfg = tiny("dkd")
     ctx = _ctx(cfg)
     family.setup(cfg.distill, ctx)
-    extra = ctx.extra_batch(np.array([0, 5, 7]))
+    assert ctx.extra_batch is None  # explicit arrays, no Python callback
+    logits = ctx.cached["teacher_logits"]
+    assert logits.shape == (len(ctx.dataset.x_train), ctx.dataset.num_classes)
     t = ctx.artifacts["distill_teacher"]
     ref = t["model"].apply(t["params"], t["model_state"], ctx.dataset.x_train[[0, 5, 7]])[0]
-    np.testing.assert_allclose(extra["teacher_logits"], np.asarray(ref), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits[[0, 5, 7]], np.asarray(ref), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("key,value,match", [

@@ -13,7 +13,7 @@ from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform, stateless
 from jaxcomp.experiment import base_config, families
 from jaxcomp.sweep.grid import product, zip_
-from jaxcomp.sweep.runner import SweepRunner, extra_arrays_of, vector_keys
+from jaxcomp.sweep.runner import SweepRunner, vector_keys
 from jaxcomp.sweep.store import ResultStore
 from jaxcomp.sweep.vectorized import stack, unstack
 from jaxcomp.train.losses import correct, per_example_nll
@@ -34,10 +34,8 @@ def _setup(cfg, ctx):
         ctx.transforms.append(("toy", _scale_in_state(cfg.factor)))
         ctx.loss_state = {"w": jnp.asarray(cfg.factor, jnp.float32)}
         # per-example weights served like distill's cached teacher logits
-        arrays = {"ex_w": np.linspace(0.5, 1.5, len(ctx.dataset.x_train), dtype=np.float32)}
-
-        def extra_batch(indices):
-            return {k: v[indices] for k, v in arrays.items()}
+        ctx.cached = {"ex_w": np.linspace(0.5, 1.5, len(ctx.dataset.x_train),
+                                          dtype=np.float32)}
 
         def loss(logits, batch):
             w = batch["loss_state"]["w"]
@@ -46,7 +44,6 @@ def _setup(cfg, ctx):
                 "accuracy": jnp.mean(correct(logits, batch["y"]))}
 
         ctx.loss_fn = loss
-        ctx.extra_batch = extra_batch
     elif cfg.method == "baked":  # the number is a Python constant: cannot be vmapped
         f = float(cfg.factor)
         ctx.transforms.append(("toy", stateless(lambda p: jax.tree.map(lambda x: x * f, p))))
@@ -209,21 +206,6 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"--tensorboard needs tensorboardX: pip install"):
         SweepRunner(tiny_config(), None, str(tmp_path), tensorboard=True)
     assert not (tmp_path / "results.jsonl").exists()
-
-
-def test_extra_arrays_are_recognized_only_when_they_index_training_rows():
-    ds = types.SimpleNamespace(x_train=np.zeros((5, 2)))
-    arrays = {"t": np.arange(10).reshape(5, 2)}
-
-    def closure(indices):
-        return {k: v[indices] for k, v in arrays.items()}
-
-    assert extra_arrays_of(closure, ds) is arrays
-    attr = types.SimpleNamespace(arrays={"t": np.zeros(5)})
-    assert extra_arrays_of(attr, ds) is attr.arrays
-    assert extra_arrays_of(lambda idx: {"t": np.zeros(len(idx))}, ds) is None
-    assert extra_arrays_of(types.SimpleNamespace(arrays={"t": np.zeros(4)}), ds) is None
-    assert extra_arrays_of(None, ds) is None
 
 
 def test_family_validation_runs_before_anything(toy_family, tmp_path):

@@ -4,8 +4,8 @@
 the data, so a sweep's settings share one teacher — then sets ``ctx.loss_fn``,
 ``ctx.loss_state`` (temperature, α and the methods' weights as arrays: the
 :data:`VECTOR_KEYS` a vectorized sweep may stack) and, with ``cache_teacher``,
-``ctx.extra_batch`` serving the teacher's precomputed logits. ``after_train``
-adds the teacher's test metrics to ``ctx.metrics``.
+``ctx.cached`` holding the teacher's precomputed logits (one row per training
+example). ``after_train`` adds the teacher's test metrics to ``ctx.metrics``.
 
 Methods: ``none`` (off), ``kd``, ``mse``, ``dkd``, ``dist``, ``rkd``, ``pkt``,
 ``sp`` — see :mod:`jaxcomp.distill.objective`. Feature-level terms (hints,
@@ -31,7 +31,7 @@ import optax
 
 from jaxcomp.core.errors import ConfigError, check_choice, check_range
 from jaxcomp.distill.augment import jitter
-from jaxcomp.distill.cache import cached_extra_batch, teacher_outputs
+from jaxcomp.distill.cache import teacher_outputs
 from jaxcomp.distill.epochs import fit_scan
 from jaxcomp.distill.objective import METHODS, loss_state, make_loss_fn
 from jaxcomp.experiment.ledger import ensure_defaults
@@ -175,8 +175,7 @@ def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
     ctx.artifacts["distill_teacher"] = teacher
     ctx.loss_state = make_loss_state(cfg)
     if cfg.cache_teacher:
-        ctx.extra_batch = cached_extra_batch({"teacher_logits": teacher["cache"]
-                                              ["teacher_logits"]})
+        ctx.cached = {"teacher_logits": teacher["cache"]["teacher_logits"]}
         ctx.loss_fn = make_loss_fn(cfg.method)
     else:
         ctx.loss_fn = make_loss_fn(cfg.method, teacher=teacher["model"],

@@ -111,6 +111,7 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
                       eval_batch_size: int = 1000, progress: bool = False,
                       on_epoch: Callable[[int, TrainState, dict], None] | None = None,
                       extra_batch: Callable | None = None, loss_state: Any = None,
+                      cached: dict[str, Any] | None = None,
                       shard_min_size: int = MIN_SHARD_SIZE) -> FitResult:
     """Train like :func:`jaxcomp.train.fit`, with batches split over ``mesh``'s ``data`` axis.
 
@@ -124,6 +125,9 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
       checkpoint_dir: save every epoch (process 0 writes) and resume from the
         newest checkpoint (orbax, see :class:`~jaxcomp.train.checkpoint.Checkpointer`).
       progress: accepted for drop-in compatibility with ``fit``; no bar is shown.
+      cached: per-training-example arrays (e.g. a teacher's logits) gathered into
+        every batch under their keys; the training data then sit whole on every
+        device instead of being streamed per epoch.
       extra_batch: not supported (per-example extras would need sharding too);
         must be ``None``.
       shard_min_size: with a ``model`` axis > 1, leaves with at least this many
@@ -152,8 +156,9 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
     if scan is None:
         scan = scan_by_default(state)
     progs = _programs(model, tx, batch_size, transform, loss_fn, mesh, state_sh)
-    return run(progs, state, ds, epochs=epochs, seeds=seed, scan=bool(scan), stream=True,
-               loss_state=loss_state, checkpoint_dir=checkpoint_dir, eval_every=eval_every,
+    return run(progs, state, ds, epochs=epochs, seeds=seed, scan=bool(scan),
+               stream=not cached, cached=cached, loss_state=loss_state,
+               checkpoint_dir=checkpoint_dir, eval_every=eval_every,
                eval_batch_size=eval_batch_size, on_epoch=on_epoch)
 
 

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -39,13 +40,18 @@ def epoch_arrays(mesh: Mesh, x: np.ndarray, y: np.ndarray,
     return xs, ys
 
 
+def batch_rows(mesh: Mesh, arr: Any, idx: np.ndarray) -> jax.Array:
+    """The rows ``idx`` of ``arr`` as one batch split over ``data`` (each process
+    reads only its own rows)."""
+    sh = NamedSharding(mesh, P("data"))
+    arr = np.asarray(arr)
+    return from_process_rows(sh, (len(idx), *arr.shape[1:]), lambda r: arr[idx[r]])
+
+
 def batch_arrays(mesh: Mesh, x: np.ndarray, y: np.ndarray,
                  idx: np.ndarray) -> tuple[jax.Array, jax.Array]:
     """One batch (the rows ``idx``) split over ``data``."""
-    sh = NamedSharding(mesh, P("data"))
-    xb = from_process_rows(sh, (len(idx), *x.shape[1:]), lambda r: x[idx[r]])
-    yb = from_process_rows(sh, (len(idx), *y.shape[1:]), lambda r: y[idx[r]])
-    return xb, yb
+    return batch_rows(mesh, x, idx), batch_rows(mesh, y, idx)
 
 
 def eval_batches(mesh: Mesh, x: np.ndarray, y: np.ndarray,
@@ -72,4 +78,4 @@ def eval_batches(mesh: Mesh, x: np.ndarray, y: np.ndarray,
                     for a in (x, y, ones))
 
 
-__all__ = ["batch_arrays", "epoch_arrays", "eval_batches"]
+__all__ = ["batch_arrays", "batch_rows", "epoch_arrays", "eval_batches"]

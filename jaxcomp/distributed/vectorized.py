@@ -49,6 +49,7 @@ from jaxcomp.distributed.sharding import (
 from jaxcomp.engine.evaluate import evaluate_state
 from jaxcomp.engine.loop import FitResult, check_schedule, run
 from jaxcomp.engine.programs import Programs
+from jaxcomp.engine.settings import stack
 from jaxcomp.flax.model import Model
 from jaxcomp.train.loop import init_state
 from jaxcomp.train.state import TrainState
@@ -152,11 +153,7 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
                eval_batch_size=eval_batch_size, on_epoch=on_epoch)
 
 
-def stack_trees(trees: Sequence[Any]) -> Any:
-    """Stack equal-structured pytrees along a new leading axis (keys included)."""
-    if not trees:
-        raise ConfigError("sweep: nothing to stack (an empty list of settings)")
-    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
+stack_trees = stack  # same-structure pytrees stacked along a new leading axis
 
 
 def setting(tree: Any, i: int) -> Any:

@@ -317,10 +317,10 @@ def _step_epoch(progs: Programs, state: Any, feed: _Feed, order: np.ndarray,
     for i in range(len(order) // bs):
         idx = order[i * bs:(i + 1) * bs]
         if feed.mesh is not None:
-            from jaxcomp.distributed.feed import batch_arrays
+            from jaxcomp.distributed.feed import batch_rows
 
-            xb, yb = batch_arrays(feed.mesh, feed.ds.x_train, feed.ds.y_train, idx)
-            batch = {"x": xb, "y": yb}
+            batch = {k: batch_rows(feed.mesh, v, idx) for k, v in
+                     {"x": feed.ds.x_train, "y": feed.ds.y_train, **feed.cached}.items()}
         else:
             batch = {"x": feed.ds.x_train[idx], "y": feed.ds.y_train[idx],
                      **{k: np.asarray(v)[idx] for k, v in feed.cached.items()}}

@@ -43,6 +43,7 @@ class RunContext:
     model: Model
     transforms: list[tuple[str, Transform]] = dataclasses.field(default_factory=list)
     loss_fn: LossFn | None = None
+    cached: dict[str, Any] | None = None
     extra_batch: Any = None
     loss_state: Any = None
     fit_result: FitResult | None = None
@@ -66,7 +67,8 @@ class RunContext:
         kw = dict(epochs=t.epochs, batch_size=t.batch_size, seed=self.config.seed,
                   transform=self.transform, loss_fn=self.loss_fn, progress=self.progress,
                   scan={"auto": None, "on": True, "off": False}[t.scan],
-                  extra_batch=self.extra_batch, loss_state=self.loss_state)
+                  extra_batch=self.extra_batch, loss_state=self.loss_state,
+                  cached=self.cached)
         kw.update(overrides)
         tx = kw.pop("tx", None) or self.make_optimizer()
         if self.mesh is not None and self.mesh.size > 1:
@@ -74,9 +76,9 @@ class RunContext:
                 from jaxcomp.distributed.data_parallel import fit_data_parallel
 
                 return fit_data_parallel(self.model, self.dataset, tx, mesh=self.mesh, **kw)
-            _note_once("a family feeds per-batch data from Python (extra_batch, e.g. cached "
-                       "teacher logits), which is not split over a mesh: this run trains on "
-                       "one device per process")
+            _note_once("a family feeds per-batch data from Python (extra_batch), which is "
+                       "not split over a mesh: this run trains on one device per process "
+                       "(give per-example arrays as ctx.cached instead)")
         return fit(self.model, self.dataset, tx, **kw)
 
 

@@ -37,27 +37,6 @@ def vector_keys() -> set[str]:
     return out
 
 
-def extra_arrays_of(extra_batch: Any, ds: Any) -> dict[str, np.ndarray] | None:
-    """The per-example arrays behind an ``extra_batch`` callable, if it only indexes them.
-
-    Recognized: an ``arrays`` attribute, or (``jaxcomp.distill.cache.cached_extra_batch``)
-    a closure over a dict named ``arrays``; each array must have one row per training
-    example. Anything else returns ``None`` (the runs go one by one).
-    """
-    if extra_batch is None:
-        return None
-    arrays = getattr(extra_batch, "arrays", None)
-    code, cells = getattr(extra_batch, "__code__", None), getattr(extra_batch, "__closure__", None)
-    if arrays is None and code is not None and cells and "arrays" in code.co_freevars:
-        arrays = cells[code.co_freevars.index("arrays")].cell_contents
-    if not isinstance(arrays, dict) or not arrays:
-        return None
-    n = len(ds.x_train)
-    if not all(hasattr(v, "shape") and len(v.shape) and v.shape[0] == n for v in arrays.values()):
-        return None
-    return arrays
-
-
 def _without(d: dict[str, Any], dotted: set[str]) -> dict[str, Any]:
     d = copy.deepcopy(d)
     for key in dotted:
@@ -124,8 +103,7 @@ def one_step_fingerprint(ctx: RunContext, state: Any) -> str:
     step = jax.jit(train_step_fn(ctx.model, ctx.make_optimizer(), ctx.transform, ctx.loss_fn))
     idx = np.arange(cfg.train.batch_size)
     batch = {"x": ctx.dataset.x_train[idx], "y": ctx.dataset.y_train[idx]}
-    batch.update({k: v[idx] for k, v in (extra_arrays_of(ctx.extra_batch, ctx.dataset)
-                                         or {}).items()})
+    batch.update({k: np.asarray(v)[idx] for k, v in (ctx.cached or {}).items()})
     if ctx.loss_state is not None:
         batch["loss_state"] = ctx.loss_state
     new, metrics = step(state, batch)

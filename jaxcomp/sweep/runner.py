@@ -63,9 +63,8 @@ from jaxcomp.sweep.group_checkpoint import (
     remove_finished,
     saved_chunks,
 )
-from jaxcomp.sweep.grouping import (  # noqa: F401  (extra_arrays_of, group_key: public here)
+from jaxcomp.sweep.grouping import (  # noqa: F401  (group_key: public here)
     SCAN_MODELS,
-    extra_arrays_of,
     fingerprint,
     get_dotted,
     group_key,
@@ -256,7 +255,7 @@ class SweepRunner:
             ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=False)
             for name, fam in families.active(cfg).items():
                 fam.setup(cfg[name], ctx)
-            if ctx.extra_batch is not None and extra_arrays_of(ctx.extra_batch, ds) is None:
+            if ctx.extra_batch is not None:
                 return ctxs, states, "a family feeds per-batch data from Python (extra_batch)"
             tx = ctx.make_optimizer()
             if init_fn is None:  # one compile for the group instead of eager op-by-op init
@@ -271,9 +270,9 @@ class SweepRunner:
         sig = {tree_signature((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)}
         if len(sig) > 1:
             return ctxs, states, "settings build states of different structure"
-        extras = {fingerprint(extra_arrays_of(c.extra_batch, c.dataset) or {}) for c in ctxs}
+        extras = {fingerprint(c.cached or {}) for c in ctxs}
         if len(extras) > 1:
-            return ctxs, states, "settings feed different per-example data (extra_batch)"
+            return ctxs, states, "settings feed different per-example data (ctx.cached)"
         if (ctxs[0].loss_state is None) != all(c.loss_state is None for c in ctxs):
             return ctxs, states, "settings build states of different structure"
         # Settings whose whole starting state is identical train identically, unless a
@@ -349,7 +348,7 @@ class SweepRunner:
             try:
                 out = train_stacked(prog, stacked, ds, seeds=[runs[i].config.seed for i in padded],
                                     epochs=epochs, loss_states=ls, place=self.place,
-                                    extra_arrays=extra_arrays_of(ctx0.extra_batch, ds),
+                                    extra_arrays=ctx0.cached,
                                     start=resumed and resumed.history,
                                     on_epoch_state=epoch_end_hook(gc, prog, self._bar, group,
                                                                   len(members), epochs))

@@ -36,8 +36,6 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh
@@ -48,18 +46,9 @@ from jaxcomp.distributed.sharding import check_divisible
 from jaxcomp.engine.evaluate import evaluate_state
 from jaxcomp.engine.loop import run
 from jaxcomp.engine.programs import Programs
+from jaxcomp.engine.settings import stack, unstack  # noqa: F401  (public here)
 from jaxcomp.flax.model import Model
 from jaxcomp.train.step import LossFn
-
-
-def stack(trees: Sequence[Any]) -> Any:
-    """Stack same-structure pytrees along a new leading axis."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def unstack(tree: Any, n: int) -> list[Any]:
-    """The ``n`` pytrees of a stacked pytree."""
-    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(n)]
 
 
 def epoch_permutations(n: int, seeds: Sequence[int], epoch: int, length: int) -> np.ndarray:
