@@ -85,10 +85,13 @@ class Checkpointer:
         self.writer = not gather or jax.process_index() == 0
         self.manager = None
         if self.writer:
+            multi = jax.process_count() > 1
             mp = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
                                                     active_processes={jax.process_index()}) \
-                if jax.process_count() > 1 else ocp.options.MultiprocessingOptions()
-            opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                if multi else ocp.options.MultiprocessingOptions()
+            if multi:  # orbax creates the root itself only when every process takes part
+                os.makedirs(self.directory, exist_ok=True)
+            opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not multi,
                                                 multiprocessing_options=mp)
             self.manager = ocp.CheckpointManager(self.directory, options=opts)
 
