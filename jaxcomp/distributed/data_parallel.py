@@ -49,15 +49,12 @@ from jaxcomp.distributed.sharding import (
     replicated,
     state_shardings,
 )
-from jaxcomp.engine.evaluate import evaluate_state
 from jaxcomp.engine.loop import FitResult, check_schedule, run
-from jaxcomp.engine.programs import Programs
+from jaxcomp.engine.mesh import evaluate_on_mesh, mesh_programs
 from jaxcomp.flax.model import Model
 from jaxcomp.train.loop import init_state
 from jaxcomp.train.state import TrainState, own_copy
 from jaxcomp.train.step import LossFn, scan_by_default
-
-_EVAL_ONLY = optax.identity()  # the eval program does not depend on the optimizer
 
 
 def sharded_init(model: Model, ds: Dataset, tx: optax.GradientTransformation, mesh: Mesh, *,
@@ -85,22 +82,10 @@ def _init_program(model, tx, transform, mesh, min_size, shape, dtype):
 def evaluate_sharded(model: Model, state: TrainState, x: np.ndarray, y: np.ndarray, *,
                      mesh: Mesh, transform: Transform | None = None, batch_size: int = 1000,
                      ) -> dict[str, float]:
-    """Accuracy and mean NLL with each evaluation batch split over ``data``.
-
-    The last batch is padded with zero-weight examples; the batch size is
-    rounded up to a multiple of the ``data`` axis.
-    """
-    sh = state_shardings(mesh, state)
-    progs = _programs(model, _EVAL_ONLY, 1, transform, None, mesh, sh)
-    return evaluate_state(progs.eval, put_global(state, sh), x, y, batch_size=batch_size,
-                          mesh=mesh)
-
-
-@memo
-def _programs(model, tx, batch_size, transform, loss_fn, mesh, state_sh) -> Programs:
-    """The engine's programs for one model on ``mesh``, reused across calls."""
-    return Programs(model, tx, batch_size=batch_size, transform=transform, loss_fn=loss_fn,
-                    mesh=mesh, state_sharding=state_sh)
+    """Accuracy and mean NLL with each evaluation batch split over ``data``
+    (see :func:`jaxcomp.engine.mesh.evaluate_on_mesh`)."""
+    return evaluate_on_mesh(model, state, x, y, mesh=mesh, transform=transform,
+                            batch_size=batch_size)
 
 
 def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformation, *,
@@ -155,7 +140,7 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
     state_sh = state_shardings(mesh, state, min_size=shard_min_size)
     if scan is None:
         scan = scan_by_default(state)
-    progs = _programs(model, tx, batch_size, transform, loss_fn, mesh, state_sh)
+    progs = mesh_programs(model, tx, batch_size, transform, loss_fn, mesh, state_sh, False)
     return run(progs, state, ds, epochs=epochs, seeds=seed, scan=bool(scan),
                stream=not cached, cached=cached, loss_state=loss_state,
                checkpoint_dir=checkpoint_dir, eval_every=eval_every,

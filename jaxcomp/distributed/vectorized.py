@@ -39,23 +39,18 @@ from jax.sharding import Mesh
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset
-from jaxcomp.distributed.memo import memo
 from jaxcomp.distributed.sharding import (
     check_divisible,
-    put_global,
     stacked_shardings,
     to_host,
 )
-from jaxcomp.engine.evaluate import evaluate_state
 from jaxcomp.engine.loop import FitResult, check_schedule, run
-from jaxcomp.engine.programs import Programs
+from jaxcomp.engine.mesh import evaluate_on_mesh, mesh_programs
 from jaxcomp.engine.settings import stack
 from jaxcomp.flax.model import Model
 from jaxcomp.train.loop import init_state
 from jaxcomp.train.state import TrainState
 from jaxcomp.train.step import LossFn
-
-_EVAL_ONLY = optax.identity()  # the eval program does not depend on the optimizer
 
 
 def _num_settings(tree: Any) -> int:
@@ -103,17 +98,8 @@ def evaluate_stacked(model: Model, state: TrainState, x: np.ndarray, y: np.ndarr
                      mesh: Mesh, transform: Transform | None = None, batch_size: int = 1000,
                      ) -> dict[str, np.ndarray]:
     """Per-setting accuracy and NLL, ``(S,)`` arrays; batches split over ``data``."""
-    sh = stacked_shardings(mesh, state)
-    progs = _programs(model, _EVAL_ONLY, 1, transform, None, mesh, sh)
-    return evaluate_state(progs.eval, put_global(state, sh), x, y, batch_size=batch_size,
-                          mesh=mesh)
-
-
-@memo
-def _programs(model, tx, batch_size, transform, loss_fn, mesh, state_sh) -> Programs:
-    """The engine's stacked programs on ``mesh``, reused across calls."""
-    return Programs(model, tx, batch_size=batch_size, transform=transform, loss_fn=loss_fn,
-                    mesh=mesh, stacked=True, state_sharding=state_sh)
+    return evaluate_on_mesh(model, state, x, y, mesh=mesh, transform=transform,
+                            batch_size=batch_size, stacked=True)
 
 
 def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
@@ -146,8 +132,8 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
     if loss_state is not None and _num_settings(loss_state) != s:
         raise ConfigError(f"sweep.loss_state: leading axis {_num_settings(loss_state)} "
                           f"does not match the {s} stacked settings")
-    progs = _programs(model, tx, batch_size, transform, loss_fn, mesh,
-                      stacked_shardings(mesh, state))
+    progs = mesh_programs(model, tx, batch_size, transform, loss_fn, mesh,
+                          stacked_shardings(mesh, state), True)
     return run(progs, state, ds, epochs=epochs, seeds=data_seed, stream=True,
                loss_state=loss_state, checkpoint_dir=checkpoint_dir, eval_every=eval_every,
                eval_batch_size=eval_batch_size, on_epoch=on_epoch)

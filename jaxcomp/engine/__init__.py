@@ -15,7 +15,7 @@ from typing import Any
 _NAMES = {
     "FitResult": "loop", "check_schedule": "loop", "epoch_order": "loop", "run": "loop",
     "Programs": "programs", "epoch_body": "programs", "shared_leaves": "programs",
-    "with_augment": "programs",
+    "with_augment": "programs", "evaluate_on_mesh": "mesh", "mesh_programs": "mesh",
     "eval_totals": "evaluate", "evaluate_state": "evaluate", "padded_batches": "evaluate",
     "train_settings": "settings", "stack": "settings", "unstack": "settings",
 }
