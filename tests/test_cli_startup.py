@@ -11,7 +11,7 @@ import pytest
 
 from jaxcomp.cli import build_parser
 from jaxcomp.experiment import families
-from jaxcomp.experiment.config import _default_config_from_source, family_defaults
+from jaxcomp.experiment.config import family_defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_CFG = "configs/lenet300_fmnist.py"
@@ -46,6 +46,16 @@ def probe(*args):
     (["sensitivity", TRAIN_CFG, "--set", "train.epochs=-1"], 2, "train.epochs: got -1"),
     (["sweep", "configs/demo_sweep.py", "--set", "train.epohcs=1"], 2, "did you mean"),
     (["train", TRAIN_CFG, "--set", "quant.bits=4"], 2, "the quant family is off"),
+    (["train", TRAIN_CFG, "--set", "prune.method=magnitude", "--set", "prune.sparsity=1.5"], 2,
+     "prune.sparsity: got 1.5; allowed range [0, 1)"),
+    (["train", TRAIN_CFG, "--set", "quant.method=ptq", "--set", "quant.bits=9"], 2,
+     "quant.bits: got 9"),
+    (["train", TRAIN_CFG, "--set", "model.name=lenet301"], 2, "did you mean 'lenet300'"),
+    (["train", TRAIN_CFG, "--set", "distill.method=kd", "--set", "distill.alpha=2"], 2,
+     "distill.alpha: got 2"),
+    (["train", TRAIN_CFG, "--set", "prune.sparsity=1.5"], 2, "the prune family is off"),
+    (["sweep", "configs/demo_sweep.py", "--grid", "train.learning_rate=[0.1,-1.0]"], 2,
+     "train.learning_rate: got -1.0"),
     (["report", "no/such/dir"], 2, "no/such/dir"),
 ])
 def test_help_version_and_config_errors_do_not_import_jax(args, rc, needle):
@@ -76,16 +86,35 @@ def test_import_jaxcomp_is_light_and_public_api_loads_on_use():
 
 
 @pytest.mark.parametrize("name, module", sorted(families.FAMILY_MODULES.items()))
-def test_family_defaults_read_from_source_equal_the_modules(name, module):
+def test_family_sections_are_the_families_config(name, module):
+    """The JAX-free section a family's config comes from is the one the family uses,
+    and its lists of allowed names match the libraries' registries."""
     import importlib
 
-    fast = _default_config_from_source(module)
-    assert fast is not None, f"{module}.default_config could not be read from source"
-    want = importlib.import_module(module).default_config().to_dict()
-    got = fast().to_dict()
-    assert got == want
-    assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in want.items()}
+    fam = importlib.import_module(module)
+    section = families.sections()[name]
+    assert fam.default_config is section.default_config
+    assert fam.validate is section.validate
+    assert fam.VECTOR_KEYS == section.VECTOR_KEYS
     assert set(family_defaults()) == set(families.available())
+
+
+def test_section_name_lists_match_the_registries():
+    from jaxcomp.decompose._checks import METHODS as DECOMPOSITIONS
+    from jaxcomp.decompose.plan import SELECTIONS
+    from jaxcomp.distill.objective import METHODS as LOSSES
+    from jaxcomp.experiment.sections import MODEL_NAMES, decompose, distill, prune, quant
+    from jaxcomp.models import MODELS
+    from jaxcomp.prune.scores import SCORES
+    from jaxcomp.quant.observers import OBSERVERS
+    from jaxcomp.quant.uniform import SUPPORTED_BITS
+
+    assert MODEL_NAMES == MODELS
+    assert decompose.DECOMPOSITIONS == DECOMPOSITIONS and decompose.SELECTIONS == SELECTIONS
+    assert distill.LOSS_METHODS == LOSSES
+    assert quant.SUPPORTED_BITS == SUPPORTED_BITS and quant.OBSERVERS == OBSERVERS
+    assert tuple(SCORES)[:len(prune.BUILTIN_SCORES)] == prune.BUILTIN_SCORES
+    assert prune.methods() == ("none", *SCORES, "set", "rigl")  # live once loaded
 
 
 BAD_VALUES = ["train.epochs=-1", "train.batch_size=0", "train.optimizer=adagrad",

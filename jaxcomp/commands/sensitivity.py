@@ -125,10 +125,10 @@ def to_markdown(rows: list[dict[str, Any]], kind: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from jaxcomp.commands.common import config_from_args
-    from jaxcomp.experiment.config import check_values
+    from jaxcomp.experiment.validate import validate_config
 
     cfg = config_from_args(args)  # config and level errors come before JAX is imported
-    check_values(cfg)
+    validate_config(cfg)
     levels = parse_levels(args.levels, args.kind)
     lib = library()
     stem = pathlib.Path(args.config).stem

@@ -59,13 +59,16 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk_size < 1:
         raise ConfigError(f"--chunk-size: got {args.chunk_size}; allowed range [1, inf)")
     cfg = config_from_args(args)  # before the sweep machinery (and JAX) is imported
-    from jaxcomp.sweep.grid import from_overrides, load_sweep, product
-    from jaxcomp.sweep.runner import SweepRunner
+    from jaxcomp.experiment.validate import validate_config
+    from jaxcomp.sweep.grid import expand, from_overrides, load_sweep, product
 
     spec = load_sweep(args.config)
     extra = from_overrides(args.grid)
     if extra is not None:
         spec = extra if spec is None else product(spec, extra)
+    for _, setting_cfg in expand(cfg, spec):  # every setting's keys, still without JAX
+        validate_config(setting_cfg)
+    from jaxcomp.sweep.runner import SweepRunner
     out = args.out or default_out(args.config)
     from jaxcomp.distributed.args import setup_from_args
 

@@ -15,7 +15,7 @@ import os
 
 from jaxcomp.commands.common import add_config_arguments, config_from_args
 from jaxcomp.core.files import write_json_atomic
-from jaxcomp.experiment.config import check_values
+from jaxcomp.experiment.validate import validate_config
 
 HELP = "train one model from a config and print a results line"
 
@@ -49,7 +49,7 @@ def format_result(record: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)  # config errors are reported before JAX is imported
-    check_values(cfg)
+    validate_config(cfg)  # every family's keys, on or off (no JAX either)
     from jaxcomp.distributed.args import setup_from_args
     from jaxcomp.distributed.multihost import is_writer
     from jaxcomp.experiment.run import run_experiment

@@ -27,37 +27,18 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxcomp.core.errors import ConfigError, check_choice, check_range
+from jaxcomp.core.errors import ConfigError
 from jaxcomp.decompose import accounting as acc
-from jaxcomp.decompose._checks import METHODS
 from jaxcomp.decompose.blas import one_blas_thread
 from jaxcomp.decompose.factorize import factorize, factorized_model
-from jaxcomp.decompose.plan import SELECTIONS, make_spec
+from jaxcomp.decompose.plan import make_spec
 from jaxcomp.experiment.ledger import ensure_defaults, forward_flops, tree_bytes
-
-FAMILY_METHODS = ("none", *METHODS)
-
-
-def default_config() -> ml_collections.ConfigDict:
-    """The family's defaults (``method="none"``: off)."""
-    return ml_collections.ConfigDict({
-        "method": "none", "rank": 0, "selection": "energy", "energy": 0.9, "budget": 0.25,
-        "where": (), "n_iter": 0, "finetune_epochs": 1, "finetune_lr": 0.0,
-        "measure_batch": 256, "choose_by_speed": False, "seed": 0,
-    })
-
-
-def validate(cfg: ml_collections.ConfigDict) -> None:
-    """Check every key of ``cfg.decompose`` (ConfigError names the key)."""
-    check_choice("decompose.method", cfg.method, FAMILY_METHODS)
-    check_choice("decompose.selection", "fixed" if cfg.rank else cfg.selection, SELECTIONS)
-    check_range("decompose.rank", cfg.rank, 0, None)
-    check_range("decompose.energy", cfg.energy, 0.0, 1.0, lo_open=True)
-    check_range("decompose.budget", cfg.budget, 0.0, 1.0, lo_open=True)
-    check_range("decompose.n_iter", cfg.n_iter, 0, None)
-    check_range("decompose.finetune_epochs", cfg.finetune_epochs, 0, None)
-    check_range("decompose.finetune_lr", cfg.finetune_lr, 0.0, None)
-    check_range("decompose.measure_batch", cfg.measure_batch, 0, None)
+from jaxcomp.experiment.sections.decompose import (  # noqa: F401  (the section, public here)
+    METHODS,
+    VECTOR_KEYS,
+    default_config,
+    validate,
+)
 
 
 def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:

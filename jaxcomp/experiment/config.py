@@ -12,12 +12,9 @@ Example:
 from __future__ import annotations
 
 import ast
-import builtins
-import functools
 import importlib
 import importlib.util
 import pathlib
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,7 +26,6 @@ from jaxcomp.experiment import families
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")  # the optimizers train.optimizer names
 _PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent
-_BUILTIN_REGISTRY = families.available
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -53,12 +49,8 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def family_defaults() -> dict[str, Callable[[], ml_collections.ConfigDict]]:
-    """Each available family's ``default_config`` function, in run order.
-
-    A family module imports JAX, so a family not imported yet has its
-    ``default_config`` read from its source file (a function of literals) instead:
-    loading a config and checking ``--set`` keys stays free of JAX. A function
-    that needs more than ``ml_collections`` falls back to importing the family.
+    """Each family's ``default_config`` function, in run order, from its config
+    section (:mod:`jaxcomp.experiment.sections`: no JAX is imported).
 
     Example:
         >>> sorted(family_defaults())
@@ -66,45 +58,7 @@ def family_defaults() -> dict[str, Callable[[], ml_collections.ConfigDict]]:
         >>> family_defaults()["prune"]().method
         'none'
     """
-    if families.available is not _BUILTIN_REGISTRY:  # a registry replaced at run time
-        return {n: f.default_config for n, f in families.available().items()}
-    out = {}
-    for name, module in families.FAMILY_MODULES.items():
-        fn = None if module in sys.modules else _default_config_from_source(module)
-        if fn is None:
-            try:
-                fn = importlib.import_module(module).default_config
-            except ModuleNotFoundError as e:  # a family this installation lacks
-                if e.name != module:
-                    raise
-                continue
-        out[name] = fn
-    return out
-
-
-@functools.cache
-def _default_config_from_source(module: str) -> Callable[[], ml_collections.ConfigDict] | None:
-    """``module.default_config`` compiled from the module's source alone, or None."""
-    path = _PACKAGE_DIR.joinpath(*module.split(".")[1:]).with_suffix(".py")
-    if module.split(".")[0] != "jaxcomp" or not path.is_file():
-        return None
-    try:
-        tree = ast.parse(path.read_text(), filename=str(path))
-        fn = next(n for n in tree.body
-                  if isinstance(n, ast.FunctionDef) and n.name == "default_config")
-        fn.returns = None  # annotations may name imports this namespace lacks
-        for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs:
-            a.annotation = None
-        code = compile(ast.Module(body=[fn], type_ignores=[]), str(path), "exec")
-        namespace = {"__builtins__": builtins, "__name__": module,
-                     "ml_collections": ml_collections}
-        exec(code, namespace)
-        default_config = namespace["default_config"]
-        if not isinstance(default_config(), ml_collections.ConfigDict):
-            return None
-    except Exception:  # noqa: BLE001 - anything unusual: import the module instead
-        return None
-    return default_config
+    return {n: sec.default_config for n, sec in families.sections().items()}
 
 
 _MODULES: dict[tuple[str, int, int], Any] = {}

@@ -42,6 +42,31 @@ def available() -> dict[str, ModuleType]:
     return out
 
 
+def sections() -> dict[str, ModuleType]:
+    """Each family's config section module — ``default_config``, ``validate``,
+    ``METHODS`` or ``methods()`` — in run order, without importing JAX: the
+    :mod:`jaxcomp.experiment.sections` modules, or the family modules themselves
+    when :func:`available` was replaced (a family defined at run time).
+
+    Example:
+        >>> list(sections())
+        ['decompose', 'prune', 'quant', 'distill']
+        >>> sections()["quant"].METHODS
+        ('none', 'ptq', 'qat', 'adaround')
+    """
+    if available is not _BUILTIN_AVAILABLE:
+        return available()
+    from jaxcomp.experiment.sections import SECTIONS
+
+    return {n: importlib.import_module(m) for n, m in SECTIONS.items()}
+
+
+def section_methods(section: ModuleType) -> tuple[str, ...]:
+    """The ``method`` values a family's section allows."""
+    fn = getattr(section, "methods", None)
+    return tuple(fn()) if callable(fn) else tuple(getattr(section, "METHODS", ()))
+
+
 def active(cfg) -> dict[str, ModuleType]:
     """The families switched on in ``cfg`` (``method != "none"``), in run order.
 
@@ -53,3 +78,6 @@ def active(cfg) -> dict[str, ModuleType]:
     """
     return {n: f for n, f in available().items()
             if n in cfg and cfg[n].get("method", "none") != "none"}
+
+
+_BUILTIN_AVAILABLE = available

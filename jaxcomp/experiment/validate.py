@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -29,9 +28,10 @@ from jaxcomp.core.errors import ConfigError, check_choice
 from jaxcomp.experiment.config import OPTIMIZERS, check_values
 
 
-def _switch_on_hint(name: str, fam: Any) -> str:
-    methods = [m for m in getattr(fam, "METHODS", getattr(fam, "FAMILY_METHODS", ()))
-               if m != "none"]
+def _switch_on_hint(name: str, section: Any) -> str:
+    from jaxcomp.experiment.families import section_methods
+
+    methods = [m for m in section_methods(section) if m != "none"] if section else []
     choice = "|".join(methods) if methods else f"a method of jaxcomp.{name}"
     return (f"the {name} family is off ({name}.method='none'); switch it on with "
             f"--set {name}.method=<{choice}>")
@@ -45,10 +45,10 @@ def family_method(cfg: ml_collections.ConfigDict, name: str) -> str:
 def validate_base(cfg: ml_collections.ConfigDict) -> None:
     """The keys every run has: train, data (:func:`~jaxcomp.experiment.config.check_values`)
     and model."""
-    from jaxcomp.models import MODELS
+    from jaxcomp.experiment.sections import MODEL_NAMES
 
     check_values(cfg)
-    check_choice("model.name", cfg.model.name, MODELS)
+    check_choice("model.name", cfg.model.name, MODEL_NAMES)
 
 
 def validate_config(cfg: ml_collections.ConfigDict) -> None:
@@ -61,15 +61,15 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
     from jaxcomp.experiment import families
 
     validate_base(cfg)
-    for name, fam in families.available().items():
+    for name, section in families.sections().items():
         if name not in cfg:
             continue
         try:
-            fam.validate(cfg[name])
+            section.validate(cfg[name])
         except ConfigError as e:
             if family_method(cfg, name) != "none":
                 raise
-            raise ConfigError(f"{e} ({_switch_on_hint(name, fam)})") from None
+            raise ConfigError(f"{e} ({_switch_on_hint(name, section)})") from None
 
 
 def check_keys_take_effect(keys: Iterable[str],
@@ -77,7 +77,7 @@ def check_keys_take_effect(keys: Iterable[str],
     """``keys`` (from ``--set`` or a sweep grid) must belong to a family that is on in at
     least one of ``configs``: a key of a family that is off everywhere changes nothing,
     and a sweep over it would only repeat the same run. No family module is imported
-    (nor JAX): the error lists the family's methods only when its module is loaded.
+    (nor JAX): the error lists the family's methods from its config section.
 
     Example:
         >>> from jaxcomp.experiment import base_config
@@ -90,8 +90,8 @@ def check_keys_take_effect(keys: Iterable[str],
         if name not in families.FAMILY_MODULES or leaf in ("", "method"):
             continue
         if all(family_method(c, name) == "none" for c in configs):
-            fam = sys.modules.get(families.FAMILY_MODULES[name])  # listed if already loaded
-            raise ConfigError(f"{key}: has no effect because {_switch_on_hint(name, fam)}")
+            section = families.sections().get(name)
+            raise ConfigError(f"{key}: has no effect because {_switch_on_hint(name, section)}")
 
 
 __all__ = ["OPTIMIZERS", "check_keys_take_effect", "family_method", "validate_base",

@@ -14,6 +14,9 @@ polynomial from 0 to ``sparsity`` over ``[begin, end]``, masks every
 ``[begin, end]``). ``end = -1`` means 75% of the training steps. Methods
 ``set``/``rigl`` are dynamic sparse training at constant ``sparsity``.
 
+The config section itself (defaults, ``validate``) lives in
+:mod:`jaxcomp.experiment.sections.prune`, which imports no JAX.
+
 Example:
     >>> cfg = default_config()
     >>> cfg.method, cfg.sparsity, cfg.allocation, cfg.schedule
@@ -29,65 +32,18 @@ import ml_collections
 import optax
 
 from jaxcomp.core import schedules
-from jaxcomp.core.errors import ConfigError, check_choice, check_range
 from jaxcomp.core.transform import Transform
 from jaxcomp.experiment.ledger import ensure_defaults
+from jaxcomp.experiment.sections.prune import (  # noqa: F401  (the section, public here)
+    VECTOR_KEYS,
+    default_config,
+    methods,
+    validate,
+)
 from jaxcomp.prune import dst, storage
-from jaxcomp.prune.masks import check_sparsity
 from jaxcomp.prune.optax_wrapper import get_masks, masked_optimizer
 from jaxcomp.prune.pruner import pruner
 from jaxcomp.prune.report import effective_flops, output_positions, sparsity_report
-from jaxcomp.prune.scores import method_names
-
-#: Config keys that only change arrays in the pruner state (safe to vmap over).
-VECTOR_KEYS: tuple[str, ...] = ("sparsity",)
-METHODS = method_names(("none",), ("set", "rigl"))  # every registered score, live
-
-
-def default_config() -> ml_collections.ConfigDict:
-    """Pruning off by default; gradual magnitude pruning to 90% when switched on."""
-    return ml_collections.ConfigDict({
-        "method": "none",
-        "sparsity": 0.9,
-        "allocation": "layerwise",
-        "normalize": "none",
-        "structure": "unstructured",
-        "n": 2,
-        "m": 4,
-        "axis": -1,
-        "block": (4, 4),
-        "schedule": "gradual",
-        "begin": 0,
-        "end": -1,
-        "frequency": 100,
-        "power": 3.0,
-        "rounds": 3,
-        "drop_fraction": 0.3,
-        "where": (),
-        "index_bits": 5,
-        "seed": 0,
-    })
-
-
-def validate(cfg: ml_collections.ConfigDict) -> None:
-    """Check every key of ``cfg.prune`` (ConfigError names the key)."""
-    check_choice("prune.method", cfg.method, METHODS)
-    check_sparsity("prune.sparsity", cfg.sparsity)
-    check_choice("prune.allocation", cfg.allocation, ("layerwise", "global", "erk"))
-    check_choice("prune.normalize", cfg.normalize, ("none", "l1", "l2", "max", "mean"))
-    check_choice("prune.structure", cfg.structure, ("unstructured", "n:m", "block"))
-    check_choice("prune.schedule", cfg.schedule, ("one_shot", "gradual", "iterative"))
-    check_range("prune.begin", cfg.begin, 0, None)
-    check_range("prune.frequency", cfg.frequency, 1, None)
-    check_range("prune.rounds", cfg.rounds, 1, None)
-    check_range("prune.power", cfg.power, 0.0, None, lo_open=True)
-    check_range("prune.drop_fraction", cfg.drop_fraction, 0.0, 1.0)
-    if cfg.end != -1 and cfg.end < cfg.begin:
-        raise ConfigError(f"prune.end: got {cfg.end}; must be -1 (auto) or >= prune.begin "
-                          f"({cfg.begin})")
-    if cfg.method in ("set", "rigl") and cfg.allocation == "global":
-        raise ConfigError(f"prune.allocation: got 'global' for method {cfg.method!r}; "
-                          "allowed: 'layerwise', 'erk'")
 
 
 def total_steps(ctx: Any) -> int:

@@ -31,50 +31,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxcomp.core.errors import ConfigError, check_choice, check_range
+from jaxcomp.core.errors import ConfigError
 from jaxcomp.experiment.ledger import ensure_defaults
-from jaxcomp.quant.observers import OBSERVERS
-from jaxcomp.quant.uniform import check_bits
-
-METHODS = ("none", "ptq", "qat", "adaround")
-VECTOR_KEYS: tuple[str, ...] = ("bits",)
-
-
-def default_config() -> ml_collections.ConfigDict:
-    """Defaults (concrete values, so ``--set`` type checks work)."""
-    return ml_collections.ConfigDict({
-        "method": "none",
-        "bits": 8,                # weight bits (2-8, 16)
-        "act_bits": 0,            # 0: float activations
-        "per_channel": True,
-        "symmetric": True,        # weights; activations are asymmetric
-        "observer": "minmax",     # activation calibration: minmax, ema, percentile, mse
-        "weight_observer": "minmax",  # minmax or mse
-        "calib_batches": 10,
-        "calib_batch_size": 128,
-        "where": (),              # weight rules (regex over param paths); () = all kernels
-        "act_where": (),          # activation rules over module paths; () = every layer
-        "keep_first_last_8bit": False,
-        "fold_bn": True,
-        "finetune_epochs": 0,     # QAT: extra epochs after a float training phase
-        "adaround_iters": 1000,
-        "adaround_reg": 0.01,
-        "export": True,
-    })
-
-
-def validate(cfg: ml_collections.ConfigDict) -> None:
-    """Check every key of ``cfg.quant`` (ConfigError names the key)."""
-    check_choice("quant.method", cfg.method, METHODS)
-    check_bits(cfg.bits, "quant.bits")
-    if cfg.act_bits:
-        check_bits(cfg.act_bits, "quant.act_bits")
-    check_choice("quant.observer", cfg.observer, OBSERVERS)
-    check_choice("quant.weight_observer", cfg.weight_observer, ("minmax", "mse"))
-    check_range("quant.calib_batches", cfg.calib_batches, 1, None)
-    check_range("quant.calib_batch_size", cfg.calib_batch_size, 1, None)
-    check_range("quant.finetune_epochs", cfg.finetune_epochs, 0, None)
-    check_range("quant.adaround_iters", cfg.adaround_iters, 1, None)
+from jaxcomp.experiment.sections.quant import (  # noqa: F401  (the section, public here)
+    METHODS,
+    VECTOR_KEYS,
+    default_config,
+    validate,
+)
 
 
 def _weight_bits(cfg, params) -> Any:
