@@ -11,6 +11,7 @@ import pytest
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.distill import family
 from jaxcomp.experiment import base_config, run_experiment
+from jaxcomp.experiment.plan import apply_plan
 from jaxcomp.experiment.run import RunContext, build_model, load_data
 
 
@@ -54,7 +55,7 @@ def test_setup_memoizes_teacher_and_keeps_numbers_in_loss_state(monkeypatch):
     for temp, alpha in ((2.0, 0.5), (8.0, 0.9)):
         cfg = tiny("kd", temperature=temp, alpha=alpha, cache_teacher=False)
         ctx = _ctx(cfg)
-        family.setup(cfg.distill, ctx)
+        apply_plan(ctx, family.plan(cfg.distill, ctx))
         ctxs.append(ctx)
     assert len(calls) == 1  # one teacher for both settings
     assert float(ctxs[0].loss_state["temperature"]) == 2.0
@@ -75,7 +76,7 @@ def test_cached_teacher_setup_serves_teacher_logits():
     family.clear_cache()
     cfg = tiny("dkd")
     ctx = _ctx(cfg)
-    family.setup(cfg.distill, ctx)
+    apply_plan(ctx, family.plan(cfg.distill, ctx))
     assert ctx.extra_batch is None  # explicit arrays, no Python callback
     logits = ctx.cached["teacher_logits"]
     assert logits.shape == (len(ctx.dataset.x_train), ctx.dataset.num_classes)
@@ -94,7 +95,7 @@ def test_config_errors(key, value, match):
     cfg = tiny("kd")
     cfg.distill[key] = value
     with pytest.raises(ConfigError, match=match):
-        family.setup(cfg.distill, _ctx(cfg))
+        family.plan(cfg.distill, _ctx(cfg))
 
 
 def test_teacher_checkpoint_roundtrip_and_class_mismatch(tmp_path):
@@ -102,16 +103,16 @@ def test_teacher_checkpoint_roundtrip_and_class_mismatch(tmp_path):
     path = str(tmp_path / "teacher")
     cfg = tiny("kd", teacher_checkpoint=path, teacher_epochs=1)
     ctx = _ctx(cfg)
-    family.setup(cfg.distill, ctx)
+    apply_plan(ctx, family.plan(cfg.distill, ctx))
     saved = ctx.artifacts["distill_teacher"]["params"]
     family.clear_cache()
     ctx2 = _ctx(cfg)
-    family.setup(cfg.distill, ctx2)
+    apply_plan(ctx2, family.plan(cfg.distill, ctx2))
     jax.tree.map(np.testing.assert_array_equal, saved, ctx2.artifacts["distill_teacher"]["params"])
     family.clear_cache()
     bad = tiny("kd", teacher_checkpoint=path, teacher_features=(16, 16))
     with pytest.raises(ConfigError, match="teacher_checkpoint"):
-        family.setup(bad.distill, _ctx(bad))
+        family.plan(bad.distill, _ctx(bad))
 
 
 def test_teacher_training_path_scans_only_with_jitter(monkeypatch):

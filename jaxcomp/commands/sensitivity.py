@@ -89,14 +89,13 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 def train(cfg: Any, progress: bool) -> tuple[Any, Any, Any, Any]:
     """Train the config's model (with its families) and return
     ``(model, effective params, model_state, dataset)``."""
-    from jaxcomp.experiment import families
+    from jaxcomp.experiment.plan import apply_plans
     from jaxcomp.experiment.run import RunContext, build_model, load_data, validate
 
     validate(cfg)
     ds = load_data(cfg)
     ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=progress)
-    for name, fam in families.active(cfg).items():
-        fam.setup(cfg[name], ctx)
+    apply_plans(cfg, ctx)
     res = ctx.fit()
     st = res.state
     params = ctx.transform.apply(st.params, st.comp_state) if ctx.transform else st.params

@@ -33,6 +33,7 @@ from jaxcomp.decompose.blas import one_blas_thread
 from jaxcomp.decompose.factorize import factorize, factorized_model
 from jaxcomp.decompose.plan import make_spec
 from jaxcomp.experiment.ledger import ensure_defaults, forward_flops, tree_bytes
+from jaxcomp.experiment.plan import Plan
 from jaxcomp.experiment.sections.decompose import (  # noqa: F401  (the section, public here)
     METHODS,
     VECTOR_KEYS,
@@ -41,14 +42,15 @@ from jaxcomp.experiment.sections.decompose import (  # noqa: F401  (the section,
 )
 
 
-def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
-    """Validate early (before training) so a bad config fails fast."""
+def plan(cfg: ml_collections.ConfigDict, ctx: Any) -> Plan:
+    """Factorization acts after training; the plan checks the model can take it."""
     validate(cfg)
     import flax.linen as nn
 
     if not isinstance(ctx.model.module, nn.Module):
         raise ConfigError(f"decompose: model {ctx.model.name!r} is not a linen model; the "
                           "family factorizes linen models (NNX: see factorize_nnx)")
+    return Plan("decompose", after_train=lambda c: after_train(cfg, c))
 
 
 def _spec(cfg, params):

@@ -35,6 +35,7 @@ from jaxcomp.distill.cache import teacher_outputs
 from jaxcomp.distill.epochs import fit_scan
 from jaxcomp.distill.objective import loss_state, make_loss_fn
 from jaxcomp.experiment.ledger import ensure_defaults
+from jaxcomp.experiment.plan import Plan
 from jaxcomp.experiment.sections.distill import (  # noqa: F401  (the section, public here)
     METHODS,
     VECTOR_KEYS,
@@ -129,19 +130,20 @@ def make_loss_state(cfg: ml_collections.ConfigDict) -> dict[str, jax.Array]:
     return loss_state(**{k: cfg[k] for k in VECTOR_KEYS})
 
 
-def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
-    """Train/load the teacher and install the distillation loss on ``ctx``."""
+def plan(cfg: ml_collections.ConfigDict, ctx: Any) -> Plan:
+    """Train (or load) the teacher; the plan's loss distills from it, reading the
+    teacher's cached logits (one row per training example) or running it live."""
     validate(cfg)
     teacher = get_teacher(cfg, ctx)
-    ctx.artifacts["distill_teacher"] = teacher
-    ctx.loss_state = make_loss_state(cfg)
+    common = dict(loss_state=make_loss_state(cfg), artifacts={"distill_teacher": teacher},
+                  after_train=lambda c: after_train(cfg, c))
     if cfg.cache_teacher:
-        ctx.cached = {"teacher_logits": teacher["cache"]["teacher_logits"]}
-        ctx.loss_fn = make_loss_fn(cfg.method)
-    else:
-        ctx.loss_fn = make_loss_fn(cfg.method, teacher=teacher["model"],
-                                   teacher_params=teacher["params"],
-                                   teacher_state=teacher["model_state"])
+        return Plan("distill", loss_fn=make_loss_fn(cfg.method),
+                    cached={"teacher_logits": teacher["cache"]["teacher_logits"]}, **common)
+    return Plan("distill", loss_fn=make_loss_fn(cfg.method, teacher=teacher["model"],
+                                                teacher_params=teacher["params"],
+                                                teacher_state=teacher["model_state"]),
+                **common)
 
 
 def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:

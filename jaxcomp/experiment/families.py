@@ -2,12 +2,15 @@
 
 A family module (``jaxcomp/<family>/family.py``) defines:
 
-* ``default_config() -> ConfigDict`` with a ``method`` key (``"none"`` = off);
-* ``setup(cfg, ctx)`` — before training: add transforms to ``ctx.transforms``,
-  replace ``ctx.loss_fn`` or ``ctx.model``, etc.;
-* ``after_train(cfg, ctx)`` — after training: post-training quantization,
-  surgery, fine-tuning, export; add metrics to ``ctx.metrics`` and ledgers
-  to ``ctx.ledger``.
+* its config section — ``default_config()`` with a ``method`` key (``"none"`` =
+  off), ``validate(cfg)``, ``VECTOR_KEYS`` — taken from a JAX-free module of
+  :mod:`jaxcomp.experiment.sections`;
+* ``plan(cfg, ctx) -> Plan`` — before training: what the family adds to the run
+  (transform, optimizer wrapper, loss and loss state, cached per-example arrays,
+  replacement model) and its post-training step (post-training quantization,
+  surgery, fine-tuning, export; metrics into ``ctx.metrics``, ledger rows into
+  ``ctx.ledger``); see :mod:`jaxcomp.experiment.plan`. A module with the older
+  ``setup(cfg, ctx)`` / ``after_train(cfg, ctx)`` pair still works.
 
 Families run in the order of :data:`FAMILY_MODULES`.
 

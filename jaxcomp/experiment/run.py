@@ -25,8 +25,8 @@ import optax
 from jaxcomp.core.errors import ConfigError, check_choice, check_range
 from jaxcomp.core.transform import Transform, named_chain
 from jaxcomp.data import Dataset, load_dataset, split_validation
-from jaxcomp.experiment import families
 from jaxcomp.experiment.ledger import analytical_ledger
+from jaxcomp.experiment.plan import after_training, apply_plans
 from jaxcomp.experiment.validate import OPTIMIZERS, validate_config
 from jaxcomp.flax.model import Model
 from jaxcomp.models import get_model
@@ -53,6 +53,7 @@ class RunContext:
     progress: bool = False
     out_dir: str | None = None
     mesh: Any = None
+    plans: list[Any] = dataclasses.field(default_factory=list)
 
     @property
     def transform(self) -> Transform | None:
@@ -174,9 +175,7 @@ def run_experiment(cfg: ml_collections.ConfigDict, *, progress: bool = False,
     ds = dataset if dataset is not None else load_data(cfg)
     ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=progress, out_dir=out_dir,
                      mesh=mesh)
-    active = families.active(cfg)
-    for name, fam in active.items():
-        fam.setup(cfg[name], ctx)
+    apply_plans(cfg, ctx)
     ctx.fit_result = ctx.fit(checkpoint_dir=f"{out_dir}/checkpoints"
                              if out_dir and cfg.train.checkpoint else None)
     res = ctx.fit_result
@@ -189,8 +188,7 @@ def run_experiment(cfg: ml_collections.ConfigDict, *, progress: bool = False,
         eff = ctx.transform.apply(state.params, state.comp_state) if ctx.transform \
             else state.params
         ctx.ledger.update(analytical_ledger(ctx.model, eff, state.model_state, ds.input_shape))
-        for name, fam in active.items():
-            fam.after_train(cfg[name], ctx)
+        after_training(ctx)
     ctx.metrics["train_seconds"] = res.train_seconds
     ctx.metrics["total_seconds"] = time.perf_counter() - t0
     return {"config": cfg.to_dict(), "metrics": _plain(ctx.metrics),

@@ -34,6 +34,7 @@ import optax
 from jaxcomp.core import schedules
 from jaxcomp.core.transform import Transform
 from jaxcomp.experiment.ledger import ensure_defaults
+from jaxcomp.experiment.plan import Plan
 from jaxcomp.experiment.sections.prune import (  # noqa: F401  (the section, public here)
     VECTOR_KEYS,
     default_config,
@@ -79,17 +80,17 @@ def build(cfg: ml_collections.ConfigDict, steps: int) -> Transform:
                   n=cfg.n, m=cfg.m, axis=cfg.axis, block=tuple(cfg.block), gate=gate)
 
 
-def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
-    """Wrap the experiment's optimizer so training prunes (masks in the optimizer state)."""
+def plan(cfg: ml_collections.ConfigDict, ctx: Any) -> Plan:
+    """Training prunes: the run's optimizer is wrapped by
+    :func:`~jaxcomp.prune.masked_optimizer` (masks and schedule in its state)."""
     t = build(cfg, total_steps(ctx))
-    base = ctx.make_optimizer
+    seed = int(cfg.seed)
 
-    def make_optimizer(learning_rate: float | None = None) -> optax.GradientTransformation:
-        return masked_optimizer(base(learning_rate), t, seed=int(cfg.seed))
+    def wrap(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+        return masked_optimizer(tx, t, seed=seed)
 
-    # RunContext.fit and the sweep runner build the optimizer through ctx.make_optimizer
-    ctx.make_optimizer = make_optimizer
-    ctx.artifacts["prune_transform"] = t
+    return Plan("prune", optimizer=wrap, artifacts={"prune_transform": t},
+                after_train=lambda c: after_train(cfg, c))
 
 
 def _encoding(bm: int, csr: int, dense: int, index_bits: int) -> tuple[int, str]:

@@ -33,6 +33,7 @@ import numpy as np
 
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.experiment.ledger import ensure_defaults
+from jaxcomp.experiment.plan import Plan
 from jaxcomp.experiment.sections.quant import (  # noqa: F401  (the section, public here)
     METHODS,
     VECTOR_KEYS,
@@ -68,23 +69,25 @@ def _where(cfg):
     return list(cfg.where) if cfg.where else None
 
 
-def setup(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
-    """QAT: add the weight fake-quant transform (and the activation wrapper)."""
+def plan(cfg: ml_collections.ConfigDict, ctx: Any) -> Plan:
+    """QAT: the weight fake-quant transform (and the activation-quantizing model);
+    PTQ/AdaRound act after training only."""
     validate(cfg)
+    after = lambda c: after_train(cfg, c)  # noqa: E731
     if cfg.method != "qat":
-        return
+        return Plan("quant", after_train=after)
     from jaxcomp.quant.act import act_quant
     from jaxcomp.quant.transform import weight_quant
 
     x0 = ctx.dataset.x_train[:1]
     params, _ = ctx.model.init(jax.random.key(0), x0)
-    ctx.transforms.append(("quant", weight_quant(
-        _weight_bits(cfg, params), where=_where(cfg), per_channel=cfg.per_channel,
-        symmetric=cfg.symmetric, observer=cfg.weight_observer)))
-    if cfg.act_bits:
-        aq = act_quant(ctx.model, _act_rules(cfg, params), cfg.act_bits)
-        ctx.artifacts["quant_act"] = aq
-        ctx.model = aq.model
+    wq = weight_quant(_weight_bits(cfg, params), where=_where(cfg), per_channel=cfg.per_channel,
+                      symmetric=cfg.symmetric, observer=cfg.weight_observer)
+    if not cfg.act_bits:
+        return Plan("quant", transform=wq, after_train=after)
+    aq = act_quant(ctx.model, _act_rules(cfg, params), cfg.act_bits)
+    return Plan("quant", transform=wq, model=aq.model, artifacts={"quant_act": aq},
+                after_train=after)
 
 
 def _calib(cfg, ctx) -> list[Any]:

@@ -42,13 +42,13 @@ from jax.sharding import Mesh
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.distributed.sharding import check_divisible, host_tree
 from jaxcomp.distributed.supervise import is_peer_failure
-from jaxcomp.experiment import families
 from jaxcomp.experiment.ledger import (
     count_nonzeros,
     count_params,
     ensure_defaults,
     forward_flops,
 )
+from jaxcomp.experiment.plan import after_training, apply_plans
 from jaxcomp.experiment.run import (
     RunContext,
     build_model,
@@ -253,8 +253,7 @@ class SweepRunner:
             cfg = run.config
             ds = self._dataset(cfg)
             ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=False)
-            for name, fam in families.active(cfg).items():
-                fam.setup(cfg[name], ctx)
+            apply_plans(cfg, ctx)
             if ctx.extra_batch is not None:
                 return ctxs, states, "a family feeds per-batch data from Python (extra_batch)"
             tx = ctx.make_optimizer()
@@ -412,8 +411,7 @@ class SweepRunner:
             ctx.ledger.update({"params": n, "nonzeros": count_nonzeros(eff),
                                "bytes_fp32": 4 * n, "bytes": 4 * n, "flops": flops})
             ensure_defaults(ctx.ledger)  # stored bytes / effective FLOPs of the dense model
-            for name, fam in families.active(run.config).items():
-                fam.after_train(run.config[name], ctx)
+            after_training(ctx)
         ctx.metrics["train_seconds"] = share
         ctx.metrics["total_seconds"] = share + time.perf_counter() - t0
         from jaxcomp.experiment.run import _plain
