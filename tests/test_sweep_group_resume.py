@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-import jaxcomp.sweep.runner as runner_mod
+import jaxcomp.sweep.group_training as runner_mod
 from jaxcomp.experiment import base_config
 from jaxcomp.sweep.grid import product
 from jaxcomp.sweep.group_checkpoint import GROUPS

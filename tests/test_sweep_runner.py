@@ -217,7 +217,7 @@ def test_family_validation_runs_before_anything(toy_family, tmp_path):
 
 
 def test_failing_vectorized_program_falls_back_to_one_by_one(tmp_path, monkeypatch):
-    import jaxcomp.sweep.runner as runner_mod
+    import jaxcomp.sweep.group_training as runner_mod
 
     def boom(*args, **kwargs):
         raise RuntimeError("out of memory (simulated)")

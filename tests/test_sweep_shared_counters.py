@@ -5,12 +5,12 @@ step-gated mask update (gradual pruning every Δt steps) remains a real branch u
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcomp.engine.programs import shared_leaves as _shared_leaves
 from jaxcomp.experiment import base_config
-from jaxcomp.sweep import runner
+from jaxcomp.sweep import group_training as runner
 from jaxcomp.sweep.grid import product
 from jaxcomp.sweep.runner import SweepRunner
 from jaxcomp.sweep.store import ResultStore
-from jaxcomp.sweep.vectorized import _shared_leaves
 
 
 def test_shared_leaves_are_equal_small_integers():

@@ -97,12 +97,13 @@ def ensure_defaults(ledger: MutableMapping[str, Any]) -> MutableMapping[str, Any
 
 
 def analytical_ledger(model: Model, params: Any, model_state: Any,
-                      input_shape: tuple) -> dict[str, Any]:
+                      input_shape: tuple, *, flops: float | None = None) -> dict[str, Any]:
     """``params``, ``nonzeros``, ``bytes_fp32`` / ``bytes`` (dense fp32 at rest),
-    ``flops`` and the dense defaults of ``stored_bytes`` / ``encoding`` /
-    ``flops_effective`` / ``flops_counting``."""
+    ``flops`` (counted unless given: settings of one model share it) and the dense
+    defaults of ``stored_bytes`` / ``encoding`` / ``flops_effective`` / ``flops_counting``."""
     n = count_params(params)
+    if flops is None:
+        flops = forward_flops(model, params, model_state, input_shape)
     led: dict[str, Any] = {"params": n, "nonzeros": count_nonzeros(params), "bytes_fp32": 4 * n,
-                           "bytes": 4 * n,
-                           "flops": forward_flops(model, params, model_state, input_shape)}
+                           "bytes": 4 * n, "flops": flops}
     return dict(ensure_defaults(led))

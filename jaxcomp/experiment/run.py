@@ -176,9 +176,25 @@ def run_experiment(cfg: ml_collections.ConfigDict, *, progress: bool = False,
     ctx = RunContext(cfg, ds, build_model(cfg, ds), progress=progress, out_dir=out_dir,
                      mesh=mesh)
     apply_plans(cfg, ctx)
-    ctx.fit_result = ctx.fit(checkpoint_dir=f"{out_dir}/checkpoints"
-                             if out_dir and cfg.train.checkpoint else None)
-    res = ctx.fit_result
+    res = ctx.fit(checkpoint_dir=f"{out_dir}/checkpoints"
+                  if out_dir and cfg.train.checkpoint else None)
+    record = finish_run(ctx, res)
+    record["metrics"]["total_seconds"] = time.perf_counter() - t0
+    return {**record, "seed": cfg.seed}
+
+
+def finish_run(ctx: RunContext, res: FitResult, *, flops: float | None = None
+               ) -> dict[str, Any]:
+    """After training: the run's metrics, its ledger (analytical, then each plan's
+    post-training step: quantization, surgery, factorization, export) and its
+    record ``{"config", "metrics", "ledger"}``. One run and each member of a
+    vectorized sweep group end here alike.
+
+    Args:
+      res: the run's training result (``train_seconds`` is the run's share).
+      flops: the dense forward FLOPs when already known (settings of one model).
+    """
+    ctx.fit_result = res
     ctx.metrics.update({k: v for k, v in res.final.items() if k != "epoch"})
     ctx.metrics["diverged"] = res.diverged
     if res.diverged:
@@ -187,12 +203,12 @@ def run_experiment(cfg: ml_collections.ConfigDict, *, progress: bool = False,
         state = res.state
         eff = ctx.transform.apply(state.params, state.comp_state) if ctx.transform \
             else state.params
-        ctx.ledger.update(analytical_ledger(ctx.model, eff, state.model_state, ds.input_shape))
+        ctx.ledger.update(analytical_ledger(ctx.model, eff, state.model_state,
+                                            ctx.dataset.input_shape, flops=flops))
         after_training(ctx)
     ctx.metrics["train_seconds"] = res.train_seconds
-    ctx.metrics["total_seconds"] = time.perf_counter() - t0
-    return {"config": cfg.to_dict(), "metrics": _plain(ctx.metrics),
-            "ledger": _plain(ctx.ledger), "seed": cfg.seed}
+    return {"config": ctx.config.to_dict(), "metrics": _plain(ctx.metrics),
+            "ledger": _plain(ctx.ledger)}
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
