@@ -27,6 +27,9 @@ _LAZY = {
     "select": ("jaxcomp.core.select", "select"),
     "selected_paths": ("jaxcomp.core.select", "selected_paths"),
     "Transform": ("jaxcomp.core.transform", "Transform"),
+    "CheckedValueError": ("jaxcomp.core.checked", "CheckedValueError"),
+    "checked": ("jaxcomp.core.checked", "checked"),
+    "guards": ("jaxcomp.core.guards", None),
     "chain": ("jaxcomp.core.transform", "chain"),
     "identity": ("jaxcomp.core.transform", "identity"),
     "named_chain": ("jaxcomp.core.transform", "named_chain"),
@@ -64,7 +67,10 @@ sys.modules[__name__].__class__ = _CoreModule
 
 
 __all__ = [
+    "CheckedValueError",
     "ConfigError",
+    "checked",
+    "guards",
     "Transform",
     "chain",
     "identity",

@@ -60,7 +60,8 @@ def check_range(
     """Raise ConfigError unless ``lo <= value <= hi`` (bounds optionally open).
 
     Works on Python numbers and concrete numpy/JAX scalars or arrays (every
-    element is checked). Traced values cannot be checked and pass through.
+    element is checked). Traced values pass through; under
+    :func:`jaxcomp.core.checked` they are checked when the program runs.
     """
     import numpy as np
 
@@ -71,8 +72,10 @@ def check_range(
     try:
         arr = np.asarray(value, dtype=np.float64)
     except Exception:  # a tracer or a non-number
-        if _is_tracer(value):
-            return value
+        if _is_tracer(value):  # checked later, in checked mode only (jaxcomp.core.checked)
+            from jaxcomp.core.checked import check_traced_range
+
+            return check_traced_range(what, value, lo, hi, lo_open=lo_open, hi_open=hi_open)
         raise ConfigError(f"{what}: got {value!r}; expected a number") from None
     if arr.size and not np.all(np.isfinite(arr)):
         raise ConfigError(f"{what}: got {value!r}; expected a finite number")

@@ -46,6 +46,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxcomp.core import paths, schedules
+from jaxcomp.core import guards
+from jaxcomp.core.checked import check_traced_finite, check_traced_range
 from jaxcomp.core.errors import ConfigError, check_choice
 from jaxcomp.core.select import Where, resolve_rules, selected_paths
 from jaxcomp.core.transform import Transform
@@ -162,6 +164,7 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
         return sel
 
     def init(params):
+        guards.require_leaves("prune.where: no leaf selected", params)
         pd = paths.path_dict(params)
         sel = _selected(params)
         if not sel:
@@ -175,6 +178,8 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
                 M.check_nm(p, x.shape, n, m, axis)
             elif structure == "block":
                 M.check_block(p, x.shape, block)
+        # a NaN weight's score is NaN, and NaN sorts as the largest: it would be kept
+        guards.check_finite_leaves("prune.init", ((p, pd[p]) for p in sel))
         if per_path:
             rules = resolve_rules({p: pd[p] for p in sel}, list(sched_map.items()),
                                   default=None, what="prune.sparsity")
@@ -198,9 +203,29 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
             raise ConfigError(f"prune.method={score!r}: update needs grads=")
         if S.get_score(score).needs_key and key is None:
             raise ConfigError(f"prune.method={score!r}: update needs key= (a PRNG key)")
+        keys = ("masks", "schedule", "gate") + (("acc",) if score in S.ACCUMULATES else ())
+        check_pruner_state("prune.update", params, state, keys)
         return _update(cfg, params, state, jnp.asarray(step, jnp.int32), grads, key)
 
-    return (ShrinkingPruner if monotone else Transform)(init, _apply, update)
+    return (ShrinkingPruner if monotone else Transform)(init, apply_checked, update)
+
+
+def check_pruner_state(what: str, params: Any, state: Any,
+                       keys: Sequence[str] = ("masks",)) -> None:
+    """ConfigError unless ``state`` is a pruner's state whose masks fit ``params``
+    (every masked path present, with the mask's shape). Static: free under ``jit``."""
+    guards.require_state(what, state, keys, "a pruner's")
+    masks = state["masks"]
+    if not isinstance(masks, Mapping):
+        raise ConfigError(f"{what}: state['masks'] is a {type(masks).__name__}; expected "
+                          "{path: bool array} as made by the pruner's init")
+    guards.check_same_leaves(what, params, {p: jnp.shape(m) for p, m in masks.items()})
+
+
+def apply_checked(params: Any, state: Any) -> Any:
+    """A pruner's ``apply``: the state and params are checked, then masked."""
+    check_pruner_state("prune.apply", params, state)
+    return _apply(params, state)
 
 
 class ShrinkingPruner(Transform):
@@ -273,7 +298,13 @@ def _compute_masks(cfg: _Cfg, params, state, step, grads, key):
         sc[p] = jnp.where(old[p], s, -jnp.inf) if cfg.monotone else s
     sched = state["schedule"]
     per_path = isinstance(sched, dict)
-    sp = {p: _clip(sched[p](step)) for p in names} if per_path else _clip(sched(step))
+    raw = {p: sched[p](step) for p in names} if per_path else sched(step)
+    for p, v in (raw.items() if per_path else [("", raw)]):  # no-ops unless jc.checked(...)
+        check_traced_range(f"prune.sparsity[{p!r}]" if p else "prune.sparsity", v, 0.0, 1.0,
+                           hi_open=True)
+    for p in names:
+        check_traced_finite(f"prune.update: params {p!r}", pd[p])
+    sp = {p: _clip(v) for p, v in raw.items()} if per_path else _clip(raw)
     if cfg.structure == "n:m":
         return {p: M.nm_mask(s, cfg.n, cfg.m, axis=cfg.axis, path=p) for p, s in sc.items()}
     if cfg.structure == "block":

@@ -57,9 +57,11 @@ Axis = None | int | Sequence[int]
 # --------------------------------------------------------------------------- checks
 def check_bits(bits: Any, what: str = "bits") -> Any:
     """Raise ConfigError unless every concrete value of ``bits`` is in
-    :data:`SUPPORTED_BITS`; traced values pass through."""
-    if _is_tracer(bits):
-        return bits
+    :data:`SUPPORTED_BITS`; traced values are checked under :func:`jaxcomp.core.checked`."""
+    if _is_tracer(bits):  # checked when the program runs, in checked mode only
+        from jaxcomp.core.checked import check_traced_choice
+
+        return check_traced_choice(what, bits, SUPPORTED_BITS)
     if isinstance(bits, str | bytes):
         raise ConfigError(f"{what}: got {bits!r}; expected a number in {SUPPORTED_BITS}, not "
                           f"text")
