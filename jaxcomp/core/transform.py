@@ -112,7 +112,7 @@ def named_chain(*named: tuple[str, Transform], _as_tuple: bool = False) -> Trans
                               "jaxcomp Transform (init, apply, update)")
     names = [n for n, _ in named]
     if len(set(names)) != len(names):
-        raise ValueError(f"named_chain: duplicate names {names}")
+        raise ConfigError(f"named_chain: duplicate names {names}; expected unique names")
     ts = [t for _, t in named]
 
     def pack(states):

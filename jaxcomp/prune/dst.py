@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxcomp.core import guards, paths, schedules
-from jaxcomp.core.errors import ConfigError, check_choice, check_range
+from jaxcomp.core.errors import ConfigError, check_choice, check_number
 from jaxcomp.core.select import Where, selected_paths
 from jaxcomp.core.transform import Transform
 from jaxcomp.prune import masks as M
@@ -54,8 +54,8 @@ def dynamic_sparse(method: str, sparsity: Any = 0.9, *, drop_fraction: Any = 0.3
     check_choice("prune.method", method, ("set", "rigl"))
     check_choice("prune.allocation", allocation, ("layerwise", "erk"))
     M.check_sparsity("prune.sparsity", sparsity)
-    check_range("prune.drop_fraction", drop_fraction, 0.0, 1.0)
-    check_range("prune.frequency", every, 1, None)
+    check_number("prune.drop_fraction", drop_fraction, 0.0, 1.0)
+    check_number("prune.frequency (every)", every, 1, None, integer=True)
 
     gate = schedules.gate(begin, end, every)  # refuses an end before the begin
 

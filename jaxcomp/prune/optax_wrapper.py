@@ -78,7 +78,8 @@ def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
       An ``optax.GradientTransformation`` whose ``update`` requires ``params``.
     """
 
-    if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+    if isinstance(tx, Transform) or not (callable(getattr(tx, "init", None))
+                                         and callable(getattr(tx, "update", None))):
         raise ConfigError(f"masked_optimizer: tx is a {type(tx).__name__}; expected an optax "
                           "GradientTransformation (e.g. optax.adam(1e-3))")
     if not all(callable(getattr(pruner, f, None)) for f in ("init", "apply", "update")):

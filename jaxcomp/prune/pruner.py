@@ -48,7 +48,7 @@ from jax import lax
 from jaxcomp.core import paths, schedules
 from jaxcomp.core import guards
 from jaxcomp.core.checked import check_traced_finite, check_traced_range
-from jaxcomp.core.errors import ConfigError, check_choice
+from jaxcomp.core.errors import ConfigError, check_bool, check_choice, check_number
 from jaxcomp.core.select import Where, resolve_rules, selected_paths
 from jaxcomp.core.transform import Transform
 from jaxcomp.prune import masks as M
@@ -71,6 +71,8 @@ def _schedule_numbers(s: schedules.Schedule) -> list[tuple[str, Any]]:
 
 def as_sparsity_schedule(x: Any, what: str = "sparsity") -> schedules.Schedule:
     """A number becomes a one-shot schedule at step 0; schedules pass (values checked)."""
+    if not isinstance(x, schedules.Schedule):
+        M.check_sparsity(what, x)
     s = x if isinstance(x, schedules.Schedule) else schedules.one_shot(x, at=0)
     for name, v in _schedule_numbers(s):
         M.check_sparsity(f"{what}.{name}" if isinstance(x, schedules.Schedule) else what, v)
@@ -138,8 +140,8 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
         first = next(iter(sched_map.values()))
     else:
         first = as_sparsity_schedule(sparsity, "prune.sparsity")
-    if structure == "block" and len(tuple(block)) < 1:
-        raise ConfigError(f"prune.block: got {block!r}; need a tuple of block sizes")
+    _check_args(n, m, axis, block, block_reduce, normalize, gate, monotone, ema_decay,
+                erk_power)
     # a plain number (or a map of numbers) with the default gate is a one-shot target at
     # step 0: scores that need neither gradients nor a key reach it already in ``init``
     prunes_at_init = (gate is None and score not in S.NEEDS_GRADS
@@ -147,9 +149,7 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
                       and not any(isinstance(v, schedules.Schedule) for v in
                                   (sparsity.values() if per_path else (sparsity,))))
     g_begin, g_end, g_every = gate if gate is not None else default_gate(first)
-    if not isinstance(g_every, jax.Array):
-        from jaxcomp.core.errors import check_range
-        check_range("prune.frequency", g_every, 1, None)
+    check_number("prune.frequency", g_every, 1, None, integer=True)
     gate_arrays = schedules.gate(g_begin, g_end, g_every)  # refuses an end before the begin
     block = tuple(int(b) for b in block)
 
@@ -203,6 +203,7 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
             raise ConfigError(f"prune.method={score!r}: update needs grads=")
         if S.get_score(score).needs_key and key is None:
             raise ConfigError(f"prune.method={score!r}: update needs key= (a PRNG key)")
+        check_number("prune.update: step", step, 0, None, integer=True)
         keys = ("masks", "schedule", "gate") + (("acc",) if score in S.ACCUMULATES else ())
         check_pruner_state("prune.update", params, state, keys)
         return _update(cfg, params, state, jnp.asarray(step, jnp.int32), grads, key)
@@ -226,6 +227,28 @@ def apply_checked(params: Any, state: Any) -> Any:
     """A pruner's ``apply``: the state and params are checked, then masked."""
     check_pruner_state("prune.apply", params, state)
     return _apply(params, state)
+
+
+def _check_args(n, m, axis, block, block_reduce, normalize, gate, monotone, ema_decay,
+                erk_power) -> None:
+    """The pruner's static arguments, checked where the pruner is made."""
+    for name, v in (("n", n), ("m", m)):
+        check_number(f"prune.{name} (N:M)", v, 1, None, integer=True)
+    check_number("prune.axis", axis, integer=True)
+    if isinstance(block, str) or not isinstance(block, Sequence) or not block or \
+            any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in block):
+        raise ConfigError(f"prune.block: got {block!r}; expected a tuple of block sizes >= 1")
+    check_choice("prune.block_reduce", block_reduce, ("mean", "sum", "max", "l2"))
+    check_choice("prune.normalize", normalize, (None, "none", "l1", "l2", "max", "mean"))
+    if gate is not None:
+        if isinstance(gate, str) or not isinstance(gate, Sequence) or len(gate) != 3:
+            raise ConfigError(f"prune.gate: got {gate!r}; expected (begin, end, every)")
+        for name, v in zip(("begin", "end", "every"), gate, strict=True):
+            check_number(f"prune.gate {name}", v, 1 if name == "every" else 0, None,
+                         integer=True)
+    check_bool("prune.monotone", monotone)
+    check_number("prune.ema_decay", ema_decay, 0.0, 1.0, hi_open=True)
+    check_number("prune.erk_power", erk_power, 0.0, None)
 
 
 class ShrinkingPruner(Transform):
@@ -405,7 +428,11 @@ def prune_once(t: Transform, params: Any, *, step: Any = None, grads: Any = None
         >>> p["w"].tolist()
         [[0.0, -3.0], [2.0, 0.0]]
     """
+    if not all(callable(getattr(t, f, None)) for f in ("init", "apply", "update")):
+        raise ConfigError(f"prune_once: t is a {type(t).__name__}; expected a jaxcomp pruning "
+                          "Transform (jaxcomp.prune.magnitude(...), ...)")
     state = t.init(params)
+    guards.require_state("prune_once", state, ("masks", "gate"), "a pruner's")
     if step is None:
         step = state["gate"]["begin"]
     state = t.update(params, state, step=step, grads=grads, key=key)

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from jaxcomp.core import guards
 from jaxcomp.core import paths as _paths
-from jaxcomp.core.errors import ConfigError, check_choice
+from jaxcomp.core.errors import ConfigError, check_bool, check_choice, check_number
 from jaxcomp.core.select import Where, resolve_rules, select
 from jaxcomp.core.transform import Transform
 from jaxcomp.quant.uniform import ROUNDINGS, check_bits, check_finite, normalize_axis
@@ -104,6 +104,10 @@ def weight_quant(bits: Any = 8, *, where: Where = None, per_channel: bool = True
       A :class:`Transform`; state ``{"bits": {path: f32 array}}`` (plus ``"key"``).
     """
     check_choice("observer", observer, WEIGHT_OBSERVERS)
+    check_bool("per_channel", per_channel)
+    check_bool("symmetric", symmetric)
+    if group_size is not None:
+        check_number("group_size", group_size, 1, None, integer=True)
     check_choice("rounding", rounding, ROUNDINGS)
     stochastic = rounding == "stochastic"
     if stochastic and key is None:
@@ -112,7 +116,7 @@ def weight_quant(bits: Any = 8, *, where: Where = None, per_channel: bool = True
     seen: dict[str, set[tuple[int, ...]]] = {}  # the shapes each path had at init
 
     def init(params):
-        guards.require_leaves("weight_quant.init", params)
+        guards.require_leaves("weight_quant: no leaf selected", params)
         per = bits_per_path(params, bits, where)
         flat = _paths.path_dict(params)
         if not per:
