@@ -735,3 +735,102 @@ def test_corpus_size_and_unique_ids() -> None:
     assert len(set(ids)) == len(ids), [i for i in ids if ids.count(i) > 1]
     families = {i.split(".")[0] for i in ids}
     assert {"prune", "quant", "distill", "decompose", "core", "train"} <= families
+
+
+# ------------------------------------------------------------------ checked mode (traced values)
+def _pruner_step():
+    from jaxcomp.core import checked
+
+    t = _prune().magnitude(0.5)
+    state = t.init(P)
+    step = checked(jax.jit(lambda p, s, i: t.update(p, s, step=i)))
+    return t, state, step
+
+
+def _scaled(state, factor):
+    return dict(state, schedule=jax.tree.map(lambda v: v * factor, state["schedule"]))
+
+
+@pytest.mark.parametrize("factor, value", [(3.0, "1.5"), (2.0, "1.0"), (-1.0, "-0.5")])
+def test_checked_pruner_refuses_a_traced_sparsity_out_of_range(factor, value):
+    from jaxcomp.core import CheckedValueError
+
+    _, state, step = _pruner_step()
+    with pytest.raises(CheckedValueError, match=rf"prune\.sparsity: got {value}; allowed "
+                                                r"range \[0, 1\)"):
+        step(P, _scaled(state, factor), 0)
+
+
+def test_checked_pruner_gives_the_unchecked_masks_and_is_silent_without_checked():
+    t, state, step = _pruner_step()
+    got = step(P, _scaled(state, 1.6), 0)                  # sparsity 0.8: fine
+    want = jax.jit(lambda p, s: t.update(p, s, step=0))(P, _scaled(state, 1.6))
+    for p in want["masks"]:
+        np.testing.assert_array_equal(got["masks"][p], want["masks"][p])
+    assert int((~got["masks"]["Dense_0/kernel"]).sum()) == round(0.8 * 12)
+    # outside checked(): the planted checks compile to nothing (1.5 is clipped silently)
+    jax.jit(lambda p, s: t.update(p, s, step=0))(P, _scaled(state, 3.0))
+
+
+def test_checked_pruner_under_vmap_names_the_bad_setting():
+    from jaxcomp.core import CheckedValueError, checked
+
+    t = _prune().magnitude(0.5)
+    state = t.init(P)
+    targets = jnp.array([0.25, 0.5, 1.25])
+    batched = jax.vmap(lambda v: dict(state, schedule=jax.tree.map(
+        lambda a: a * 0 + v, state["schedule"])))(targets)
+    run = checked(jax.jit(jax.vmap(lambda s: t.update(P, s, step=0))))
+    with pytest.raises(CheckedValueError, match=r"prune\.sparsity: got 1\.25"):
+        run(batched)
+    ok = run(jax.tree.map(lambda a: a[:2], batched))
+    assert ok["masks"]["Dense_0/kernel"].shape == (2, 4, 3)
+
+
+def test_checked_pruner_refuses_nan_weights_at_a_jitted_update():
+    from jaxcomp.core import CheckedValueError
+
+    t, state, step = _pruner_step()
+    bad = jax.tree.map(lambda x: x, P)
+    bad["Dense_0"]["kernel"] = W.at[0, 0].set(jnp.nan)
+    with pytest.raises(CheckedValueError, match=r"Dense_0/kernel.*1 NaN/inf"):
+        step(bad, state, 0)
+
+
+@pytest.mark.parametrize("jit_outer", [False, True])
+def test_checked_weight_quant_refuses_traced_bits(jit_outer):
+    from jaxcomp.core import CheckedValueError, checked
+
+    t = _quant().weight_quant(8)
+    state = t.init(P)
+    apply = checked(t.apply, jit=True) if jit_outer else checked(jax.jit(t.apply))
+    out = apply(P, state)
+    np.testing.assert_allclose(out["Dense_0"]["kernel"], t.apply(P, state)["Dense_0"]["kernel"])
+    for b in (1.0, 9.0, 4.5):
+        bad = {"bits": dict(state["bits"], **{"Dense_0/kernel": jnp.float32(b)})}
+        with pytest.raises(CheckedValueError, match=rf"bits: got {b}; allowed: \(2, 3"):
+            apply(P, bad)
+
+
+def test_checked_fake_quant_bits_sweep_under_vmap():
+    from jaxcomp.core import CheckedValueError, checked
+
+    f = checked(jax.jit(jax.vmap(lambda b: _quant().fake_quant(W, b))))
+    assert f(jnp.array([4.0, 8.0])).shape == (2, 4, 3)
+    with pytest.raises(CheckedValueError, match=r"bits: got 12\.0"):
+        f(jnp.array([4.0, 12.0]))
+
+
+@pytest.mark.parametrize("t, rx", [(0.0, r"got 0\.0"), (-2.0, r"got -2\.0"),
+                                   (float("nan"), r"got nan"), (float("inf"), r"got inf")])
+def test_checked_kd_loss_refuses_traced_temperature(t, rx):
+    from jaxcomp.core import CheckedValueError, checked
+
+    loss = checked(jax.jit(_distill().kd_loss))
+    want = float(_distill().kd_loss(L, L * 2, Y, 3.0, 0.5))
+    assert float(loss(L, L * 2, Y, 3.0, 0.5)) == pytest.approx(want, rel=1e-6)
+    with pytest.raises(CheckedValueError,
+                       match=rf"distill\.temperature: {rx}; allowed range \(0, inf\)"):
+        loss(L, L * 2, Y, jnp.float32(t), 0.5)
+    with pytest.raises(CheckedValueError, match=r"distill\.alpha: got 1\.5"):
+        loss(L, L * 2, Y, 3.0, jnp.float32(1.5))

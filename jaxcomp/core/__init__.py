@@ -54,11 +54,11 @@ def __dir__() -> list[str]:
 
 
 class _CoreModule(types.ModuleType):
-    """Keeps ``jaxcomp.core.select`` the function: importing the submodule of the
-    same name would otherwise bind the module over it."""
+    """Keeps ``jaxcomp.core.select`` and ``jaxcomp.core.checked`` the functions: importing
+    the submodule of the same name would otherwise bind the module over it."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "select" and isinstance(value, types.ModuleType):
+        if name in ("select", "checked") and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 

@@ -23,8 +23,8 @@ Example:
     >>> try:
     ...     loss(z, z, y, jnp.float32(-1.0), 0.5)
     ... except jc.ConfigError as e:
-    ...     print(str(e).split(" (")[0])
-    distill.temperature: got -1.0; allowed range (0, inf)
+    ...     print(e)
+    distill.temperature: got -1.0; allowed range (0, inf) (checked mode)
 """
 
 from __future__ import annotations

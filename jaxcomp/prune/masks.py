@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcomp.core.errors import ConfigError, check_number, check_range
+from jaxcomp.core.errors import ConfigError, check_number
 from jaxcomp.prune.select_k import count_for, smallest_k
 
 

@@ -45,14 +45,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcomp.core import paths, schedules
-from jaxcomp.core import guards
-from jaxcomp.core.checked import check_traced_finite, check_traced_range
-from jaxcomp.core.errors import ConfigError, check_bool, check_choice, check_number
+from jaxcomp.core import guards, paths, schedules
+from jaxcomp.core.errors import ConfigError, check_choice, check_number
 from jaxcomp.core.select import Where, resolve_rules, selected_paths
 from jaxcomp.core.transform import Transform
 from jaxcomp.prune import masks as M
 from jaxcomp.prune import scores as S
+from jaxcomp.prune._args import check_args, check_pruner_state, check_traced_targets
 from jaxcomp.prune.select_k import count_for, smallest_k, smallest_k_groups
 
 ALLOCATIONS = ("layerwise", "global", "erk")
@@ -140,8 +139,7 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
         first = next(iter(sched_map.values()))
     else:
         first = as_sparsity_schedule(sparsity, "prune.sparsity")
-    _check_args(n, m, axis, block, block_reduce, normalize, gate, monotone, ema_decay,
-                erk_power)
+    check_args(n, m, axis, block, block_reduce, normalize, gate, monotone, ema_decay, erk_power)
     # a plain number (or a map of numbers) with the default gate is a one-shot target at
     # step 0: scores that need neither gradients nor a key reach it already in ``init``
     prunes_at_init = (gate is None and score not in S.NEEDS_GRADS
@@ -178,7 +176,7 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
                 M.check_nm(p, x.shape, n, m, axis)
             elif structure == "block":
                 M.check_block(p, x.shape, block)
-        # a NaN weight's score is NaN, and NaN sorts as the largest: it would be kept
+        # a NaN weight would score highest and be kept: refuse it
         guards.check_finite_leaves("prune.init", ((p, pd[p]) for p in sel))
         if per_path:
             rules = resolve_rules({p: pd[p] for p in sel}, list(sched_map.items()),
@@ -211,44 +209,10 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
     return (ShrinkingPruner if monotone else Transform)(init, apply_checked, update)
 
 
-def check_pruner_state(what: str, params: Any, state: Any,
-                       keys: Sequence[str] = ("masks",)) -> None:
-    """ConfigError unless ``state`` is a pruner's state whose masks fit ``params``
-    (every masked path present, with the mask's shape). Static: free under ``jit``."""
-    guards.require_state(what, state, keys, "a pruner's")
-    masks = state["masks"]
-    if not isinstance(masks, Mapping):
-        raise ConfigError(f"{what}: state['masks'] is a {type(masks).__name__}; expected "
-                          "{path: bool array} as made by the pruner's init")
-    guards.check_same_leaves(what, params, {p: jnp.shape(m) for p, m in masks.items()})
-
-
 def apply_checked(params: Any, state: Any) -> Any:
     """A pruner's ``apply``: the state and params are checked, then masked."""
     check_pruner_state("prune.apply", params, state)
     return _apply(params, state)
-
-
-def _check_args(n, m, axis, block, block_reduce, normalize, gate, monotone, ema_decay,
-                erk_power) -> None:
-    """The pruner's static arguments, checked where the pruner is made."""
-    for name, v in (("n", n), ("m", m)):
-        check_number(f"prune.{name} (N:M)", v, 1, None, integer=True)
-    check_number("prune.axis", axis, integer=True)
-    if isinstance(block, str) or not isinstance(block, Sequence) or not block or \
-            any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in block):
-        raise ConfigError(f"prune.block: got {block!r}; expected a tuple of block sizes >= 1")
-    check_choice("prune.block_reduce", block_reduce, ("mean", "sum", "max", "l2"))
-    check_choice("prune.normalize", normalize, (None, "none", "l1", "l2", "max", "mean"))
-    if gate is not None:
-        if isinstance(gate, str) or not isinstance(gate, Sequence) or len(gate) != 3:
-            raise ConfigError(f"prune.gate: got {gate!r}; expected (begin, end, every)")
-        for name, v in zip(("begin", "end", "every"), gate, strict=True):
-            check_number(f"prune.gate {name}", v, 1 if name == "every" else 0, None,
-                         integer=True)
-    check_bool("prune.monotone", monotone)
-    check_number("prune.ema_decay", ema_decay, 0.0, 1.0, hi_open=True)
-    check_number("prune.erk_power", erk_power, 0.0, None)
 
 
 class ShrinkingPruner(Transform):
@@ -322,11 +286,7 @@ def _compute_masks(cfg: _Cfg, params, state, step, grads, key):
     sched = state["schedule"]
     per_path = isinstance(sched, dict)
     raw = {p: sched[p](step) for p in names} if per_path else sched(step)
-    for p, v in (raw.items() if per_path else [("", raw)]):  # no-ops unless jc.checked(...)
-        check_traced_range(f"prune.sparsity[{p!r}]" if p else "prune.sparsity", v, 0.0, 1.0,
-                           hi_open=True)
-    for p in names:
-        check_traced_finite(f"prune.update: params {p!r}", pd[p])
+    check_traced_targets(raw, {p: pd[p] for p in names})  # no-ops unless jc.core.checked
     sp = {p: _clip(v) for p, v in raw.items()} if per_path else _clip(raw)
     if cfg.structure == "n:m":
         return {p: M.nm_mask(s, cfg.n, cfg.m, axis=cfg.axis, path=p) for p, s in sc.items()}
