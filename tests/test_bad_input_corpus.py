@@ -309,7 +309,7 @@ S_ARGS = dict(init=0.0, final=0.9, begin=0, end=10)
 for fn_name in ("polynomial", "cosine", "linear"):
     for arg, kinds in [("init", ("nan", "inf", "str", "none", "list")),
                        ("final", ("nan", "inf", "str", "none")),
-                       ("begin", ("nan", "str", "none", "frac", "negint")),
+                       ("begin", ("nan", "str", "none", "frac")),
                        ("end", ("nan", "str", "none", "frac"))]:
         battery(f"core.schedules.{fn_name}.{arg}",
                 lambda v, f=fn_name, a=arg: getattr(_sched(), f)(**{**S_ARGS, a: v}), arg,
@@ -325,7 +325,7 @@ battery("core.schedules.polynomial.frequency",
 battery("core.schedules.one_shot.value", lambda v: _sched().one_shot(v), "value",
         ("nan", "inf", "str", "none", "list"))
 battery("core.schedules.one_shot.at", lambda v: _sched().one_shot(0.5, at=v), r"\bat\b",
-        ("negint", "nan", "frac", "str", "none"))
+        ("nan", "frac", "str", "none"))
 battery("core.schedules.constant.value", lambda v: _sched().constant(v), "value",
         ("nan", "inf", "str", "none"))
 battery("core.schedules.gate.every", lambda v: _sched().gate(0, 10, v), "every",
@@ -604,6 +604,11 @@ battery("decompose.cp_als.rank", lambda v: _dec().cp_als(K4, v, key=KEY), "rank"
 battery("decompose.cp_als.n_iter", lambda v: _dec().cp_als(K4, 2, key=KEY, n_iter=v), "n_iter",
         ("negint", "frac", "str", "none"))
 case("decompose.cp_als.no-key", lambda: _dec().cp_als(K4, 2), r"key")
+case("decompose.cp_als.nan", lambda: _dec().cp_als(K4.at[0, 0, 0, 0].set(jnp.nan), 2, key=KEY),
+     r"NaN")
+case("decompose.tt_matrix.inf",
+     lambda: _dec().tt_matrix(jnp.ones((4, 6)).at[0, 0].set(jnp.inf), (2, 2), (2, 3), 2),
+     r"NaN/inf")
 case("decompose.cp_als.1d", lambda: _dec().cp_als(jnp.ones(4), 1, key=KEY), r"(dims|shape)")
 case("decompose.tt_matrix.modes", lambda: _dec().tt_matrix(jnp.ones((8, 6)), (2, 2), (2, 3), 2),
      r"(modes|shape)")

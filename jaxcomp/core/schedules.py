@@ -133,11 +133,12 @@ def _check_values(what: str, **values: Numeric) -> None:
 
 
 def _check_steps(what: str, **steps: Numeric) -> None:
-    """Whole step numbers >= 0 (traced values pass)."""
+    """Whole step numbers (traced values pass). Negative ones are allowed: a gate at
+    ``begin=end=-1`` never opens (fixed masks)."""
     from jaxcomp.core.errors import check_number
 
     for name, v in steps.items():
-        check_number(f"{what}: {name}", v, 0, None, integer=True)
+        check_number(f"{what}: {name}", v, integer=True)
 
 
 def _check_number_frequency(what: str, frequency: Numeric) -> None:

@@ -31,7 +31,7 @@ def check_args(n, m, axis, block, block_reduce, normalize, gate, monotone, ema_d
         if isinstance(gate, str) or not isinstance(gate, Sequence) or len(gate) != 3:
             raise ConfigError(f"prune.gate: got {gate!r}; expected (begin, end, every)")
         for name, v in zip(("begin", "end", "every"), gate, strict=True):
-            check_number(f"prune.gate {name}", v, 1 if name == "every" else 0, None,
+            check_number(f"prune.gate {name}", v, 1 if name == "every" else None, None,
                          integer=True)
     check_bool("prune.monotone", monotone)
     check_number("prune.ema_decay", ema_decay, 0.0, 1.0, hi_open=True)
