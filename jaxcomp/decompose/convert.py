@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomp.core.errors import ConfigError, check_choice
-from jaxcomp.decompose._checks import METHODS, check_rank
+from jaxcomp.decompose._checks import METHODS, np_integer
 from jaxcomp.decompose.cp import cp_als, cp_reconstruct
 from jaxcomp.decompose.layers import cp_layer_factors
 from jaxcomp.decompose.svd import lowrank_factors, randomized_svd, truncated_svd
@@ -36,6 +36,13 @@ FACTOR_NAMES = {"svd": ("u", "v"), "tucker2": ("first", "core", "last"),
 def module_path(path: str) -> str:
     """``"Dense_0/kernel"`` → ``"Dense_0"`` (module paths pass through)."""
     return path[: -len("/kernel")] if path.endswith("/kernel") else path
+
+
+def _int_rank(what: str, r: Any) -> int:
+    """An integer rank (its range is checked against the kernel, naming the kernel path)."""
+    if isinstance(r, bool) or not isinstance(r, int | np_integer()):
+        raise ConfigError(f"{what}: rank got {r!r}; expected an integer >= 1")
+    return int(r)
 
 
 def normalize_spec(spec: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -54,9 +61,9 @@ def normalize_spec(spec: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str,
             pair = (rank, rank) if isinstance(rank, int) else rank
             if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
                 raise ConfigError(f"{mp}: rank got {rank!r}; expected an int or (r_in, r_out)")
-            rank = [check_rank(mp, r) for r in pair]
+            rank = [_int_rank(mp, r) for r in pair]
         else:
-            rank = check_rank(mp, rank)
+            rank = _int_rank(mp, rank)
         out[mp] = {"method": method, "rank": rank}
     return out
 
