@@ -27,6 +27,9 @@ _LAZY = {
     "select": ("jaxcomp.core.select", "select"),
     "selected_paths": ("jaxcomp.core.select", "selected_paths"),
     "Transform": ("jaxcomp.core.transform", "Transform"),
+    "CheckedValueError": ("jaxcomp.core.checked", "CheckedValueError"),
+    "checked": ("jaxcomp.core.checked", "checked"),
+    "guards": ("jaxcomp.core.guards", None),
     "chain": ("jaxcomp.core.transform", "chain"),
     "identity": ("jaxcomp.core.transform", "identity"),
     "named_chain": ("jaxcomp.core.transform", "named_chain"),
@@ -51,11 +54,11 @@ def __dir__() -> list[str]:
 
 
 class _CoreModule(types.ModuleType):
-    """Keeps ``jaxcomp.core.select`` the function: importing the submodule of the
-    same name would otherwise bind the module over it."""
+    """Keeps ``jaxcomp.core.select`` and ``jaxcomp.core.checked`` the functions: importing
+    the submodule of the same name would otherwise bind the module over it."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "select" and isinstance(value, types.ModuleType):
+        if name in ("select", "checked") and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 
@@ -64,7 +67,10 @@ sys.modules[__name__].__class__ = _CoreModule
 
 
 __all__ = [
+    "CheckedValueError",
     "ConfigError",
+    "checked",
+    "guards",
     "Transform",
     "chain",
     "identity",

@@ -24,6 +24,12 @@ class ConfigError(ValueError):
     """A user-facing error: bad config value, bad selection, bad shape."""
 
 
+class PathError(ConfigError, KeyError):
+    """A parameter path that is not in the tree (also a ``KeyError``, for old callers)."""
+
+    __str__ = ValueError.__str__
+
+
 def nearest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """The up-to-``n`` candidates most similar to ``name`` (difflib ratio)."""
     cands = list(candidates)
@@ -60,7 +66,8 @@ def check_range(
     """Raise ConfigError unless ``lo <= value <= hi`` (bounds optionally open).
 
     Works on Python numbers and concrete numpy/JAX scalars or arrays (every
-    element is checked). Traced values cannot be checked and pass through.
+    element is checked). Traced values pass through; under
+    :func:`jaxcomp.core.checked` they are checked when the program runs.
     """
     import numpy as np
 
@@ -71,8 +78,10 @@ def check_range(
     try:
         arr = np.asarray(value, dtype=np.float64)
     except Exception:  # a tracer or a non-number
-        if _is_tracer(value):
-            return value
+        if _is_tracer(value):  # checked later, in checked mode only (jaxcomp.core.checked)
+            from jaxcomp.core.checked import check_traced_range
+
+            return check_traced_range(what, value, lo, hi, lo_open=lo_open, hi_open=hi_open)
         raise ConfigError(f"{what}: got {value!r}; expected a number") from None
     if arr.size and not np.all(np.isfinite(arr)):
         raise ConfigError(f"{what}: got {value!r}; expected a finite number")
@@ -93,3 +102,45 @@ def check_range(
 def _is_tracer(x: Any) -> bool:
     jax = sys.modules.get("jax")  # no JAX imported yet: nothing can be a tracer
     return jax is not None and isinstance(x, jax.core.Tracer)
+
+
+def check_number(
+    what: str,
+    value: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    integer: bool = False,
+) -> Any:
+    """:func:`check_range` for one number: ``None``, a list/tuple/dict or a bool is refused,
+    and with ``integer=True`` a fractional value too. Arrays (a sweep's batch of values)
+    and traced values are allowed, as in :func:`check_range`.
+
+    Example:
+        >>> check_number("every", 3, 1, None, integer=True)
+        3
+    """
+    kind = "an integer" if integer else "a number"
+    if value is None or isinstance(value, bool | list | tuple | dict | set):
+        raise ConfigError(f"{what}: got {value!r}; expected {kind}")
+    check_range(what, value, lo, hi, lo_open=lo_open, hi_open=hi_open)
+    if integer and not _is_tracer(value):
+        import numpy as np
+
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and np.any(np.floor(arr) != arr):
+            raise ConfigError(f"{what}: got {value!r}; expected {kind}")
+        if arr.dtype.kind not in "iuf":
+            raise ConfigError(f"{what}: got {value!r}; expected {kind}")
+    return value
+
+
+def check_bool(what: str, value: Any) -> bool:
+    """ConfigError unless ``value`` is a bool (``"no"`` would otherwise count as true)."""
+    import numpy as np
+
+    if not isinstance(value, bool | np.bool_):
+        raise ConfigError(f"{what}: got {value!r}; expected a bool (True or False)")
+    return bool(value)

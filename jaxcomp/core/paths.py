@@ -77,7 +77,9 @@ def replace(tree: PyTree, new_leaves: Mapping[str, Any]) -> PyTree:
     known = set(all_paths(tree))
     missing = [p for p in new_leaves if p not in known]
     if missing:
-        raise KeyError(f"paths not in the tree: {missing}")
+        from jaxcomp.core.errors import PathError
+
+        raise PathError(f"paths not in the tree: {missing}; available: {sorted(known)[:10]}")
     return map_with_path(lambda p, x: new_leaves.get(p, x), tree)
 
 

@@ -124,6 +124,35 @@ def _check_span(begin: Numeric, end: Numeric, what: str) -> None:
         raise ConfigError(f"{what}: end={e:g} comes before begin={b:g}; need end >= begin")
 
 
+def _check_values(what: str, **values: Numeric) -> None:
+    """Finite numbers for the schedule's values (traced values pass)."""
+    from jaxcomp.core.errors import check_number
+
+    for name, v in values.items():
+        check_number(f"{what}: {name}", v)
+
+
+def _check_steps(what: str, **steps: Numeric) -> None:
+    """Whole step numbers (traced values pass). Negative ones are allowed: a gate at
+    ``begin=end=-1`` never opens (fixed masks)."""
+    from jaxcomp.core.errors import check_number
+
+    for name, v in steps.items():
+        check_number(f"{what}: {name}", v, integer=True)
+
+
+def _check_number_frequency(what: str, frequency: Numeric) -> None:
+    from jaxcomp.core.errors import check_number
+
+    check_number(f"{what}: frequency", frequency, 1, None, integer=True)
+
+
+def _check_power(what: str, power: Numeric) -> None:
+    from jaxcomp.core.errors import check_number
+
+    check_number(f"{what}: power", power, 0.0, None, lo_open=True)
+
+
 def gate(begin: Numeric, end: Numeric, every: Numeric = 1) -> dict[str, jax.Array]:
     """When an update happens: steps ``begin, begin + every, …`` up to ``end``, as int32
     arrays (state, so a sweep over them shares one program). Read with :func:`gate_open`.
@@ -133,13 +162,11 @@ def gate(begin: Numeric, end: Numeric, every: Numeric = 1) -> dict[str, jax.Arra
         >>> [int(s) for s in range(10) if gate_open(g, s)]
         [2, 5, 8]
     """
-    from jaxcomp.core.errors import check_range
+    from jaxcomp.core.errors import check_number
 
+    _check_steps("gate", begin=begin, end=end)
+    check_number("gate every", every, 1, None, integer=True)  # traced: clamped below
     _check_span(begin, end, "gate")
-    try:
-        check_range("gate every", int(every), 1, None)
-    except TypeError:  # traced: clamped below
-        pass
     return {"begin": jnp.asarray(begin, jnp.int32), "end": jnp.asarray(end, jnp.int32),
             "every": jnp.maximum(jnp.asarray(every, jnp.int32), 1)}
 
@@ -152,16 +179,21 @@ def gate_open(g: dict[str, jax.Array], step: Numeric) -> jax.Array:
 
 def constant(value: Numeric) -> Constant:
     """A constant schedule."""
+    _check_values("schedules.constant", value=value)
     return Constant(value)
 
 
 def one_shot(value: Numeric, at: Numeric = 0, before: Numeric = 0.0) -> OneShot:
     """``before`` until step ``at``, then ``value``."""
+    _check_values("schedules.one_shot", value=value, before=before)
+    _check_steps("schedules.one_shot", at=at)
     return OneShot(value, at, before)
 
 
 def linear(init: Numeric, final: Numeric, begin: Numeric = 0, end: Numeric = 1) -> Polynomial:
     """Linear interpolation from ``init`` to ``final`` over ``[begin, end]``."""
+    _check_values("schedules.linear", init=init, final=final)
+    _check_steps("schedules.linear", begin=begin, end=end)
     _check_span(begin, end, "schedules.linear")
     return Polynomial(init, final, begin, end, 1.0, 1)
 
@@ -175,6 +207,10 @@ def polynomial(
     frequency: Numeric = 1,
 ) -> Polynomial:
     """Polynomial decay; ``power=3`` is Zhu & Gupta's gradual-pruning schedule."""
+    _check_values("schedules.polynomial", init=init, final=final)
+    _check_steps("schedules.polynomial", begin=begin, end=end)
+    _check_power("schedules.polynomial", power)
+    _check_number_frequency("schedules.polynomial", frequency)
     _check_span(begin, end, "schedules.polynomial")
     return Polynomial(init, final, begin, end, power, frequency)
 
@@ -182,12 +218,17 @@ def polynomial(
 def cubic(init: Numeric, final: Numeric, begin: Numeric = 0, end: Numeric = 1,
           frequency: Numeric = 1) -> Polynomial:
     """Zhu & Gupta's cubic schedule (``polynomial`` with ``power=3``)."""
+    _check_values("schedules.cubic", init=init, final=final)
+    _check_steps("schedules.cubic", begin=begin, end=end)
+    _check_number_frequency("schedules.cubic", frequency)
     _check_span(begin, end, "schedules.cubic")
     return Polynomial(init, final, begin, end, 3.0, frequency)
 
 
 def cosine(init: Numeric, final: Numeric, begin: Numeric = 0, end: Numeric = 1) -> Cosine:
     """Cosine interpolation from ``init`` to ``final``."""
+    _check_values("schedules.cosine", init=init, final=final)
+    _check_steps("schedules.cosine", begin=begin, end=end)
     _check_span(begin, end, "schedules.cosine")
     return Cosine(init, final, begin, end)
 
@@ -199,7 +240,7 @@ def as_schedule(x: Numeric | Schedule) -> Schedule:
     """Wrap a plain number as a constant schedule; pass schedules through."""
     if isinstance(x, Constant | OneShot | Polynomial | Cosine):
         return x
-    return Constant(x)
+    return constant(x)
 
 
 def to_arrays(s: Schedule) -> Schedule:

@@ -46,7 +46,8 @@ def default_predicate(path: str, leaf: Any) -> bool:
     return len(shape) >= 2 and dtype is not None and jnp.issubdtype(dtype, jnp.floating)
 
 
-def _normalize_rules(rules: str | Sequence[Any]) -> list[tuple[str, Any]]:
+def _normalize_rules(rules: str | Sequence[Any], what: str = "where"
+                     ) -> list[tuple[str, Any]]:
     if isinstance(rules, str):
         rules = [rules]
     out: list[tuple[str, Any]] = []
@@ -57,13 +58,13 @@ def _normalize_rules(rules: str | Sequence[Any]) -> list[tuple[str, Any]]:
             out.append((rule[0], rule[1]))
         else:
             raise ConfigError(
-                f"where: rule {rule!r} is not a pattern string, '!pattern' or (pattern, value)"
+                f"{what}: rule {rule!r} is not a pattern string, '!pattern' or (pattern, value)"
             )
     for pattern, _ in out:
         try:
             re.compile(pattern)
         except re.error as e:
-            raise ConfigError(f"where: rule {pattern!r} is not a valid regex: {e}") from None
+            raise ConfigError(f"{what}: rule {pattern!r} is not a valid regex: {e}") from None
     return out
 
 
@@ -88,7 +89,7 @@ def resolve_rules(
     Raises:
       ConfigError: a rule matches no path (its nearest paths are listed).
     """
-    norm = _normalize_rules(rules)
+    norm = _normalize_rules(rules, what)
     all_p = _paths.all_paths(tree)
     compiled = [(re.compile(p), p, v) for p, v in norm]
     used = [False] * len(compiled)

@@ -81,6 +81,18 @@ def chain(*transforms: Transform) -> Transform:
     return named_chain(*((str(i), t) for i, t in enumerate(transforms)), _as_tuple=True)
 
 
+def _is_transform(t: Any) -> bool:
+    return all(callable(getattr(t, f, None)) for f in ("init", "apply", "update"))
+
+
+def _state_error(what: str, state: Any, expected: str) -> Exception:
+    from jaxcomp.core.errors import ConfigError
+    from jaxcomp.core.guards import describe_state
+
+    return ConfigError(f"{what}: got {describe_state(state)} as state; expected {expected} "
+                       "as returned by this chain's init")
+
+
 def named_chain(*named: tuple[str, Transform], _as_tuple: bool = False) -> Transform:
     """Like :func:`chain`, but the state is a dict keyed by the given names.
 
@@ -90,9 +102,17 @@ def named_chain(*named: tuple[str, Transform], _as_tuple: bool = False) -> Trans
         >>> sorted(t.init({"w": jnp.ones(2)}))
         ['a', 'b']
     """
+    from jaxcomp.core.errors import ConfigError
+
+    for i, t in enumerate(named):
+        if not (isinstance(t, tuple) and len(t) == 2 and _is_transform(t[1])):
+            what = f"chain: argument {i}" if _as_tuple else f"named_chain: argument {i}"
+            got = t[1] if _as_tuple and isinstance(t, tuple) and len(t) == 2 else t
+            raise ConfigError(f"{what} is a {type(got).__name__} ({got!r:.60}); expected a "
+                              "jaxcomp Transform (init, apply, update)")
     names = [n for n, _ in named]
     if len(set(names)) != len(names):
-        raise ValueError(f"named_chain: duplicate names {names}")
+        raise ConfigError(f"named_chain: duplicate names {names}; expected unique names")
     ts = [t for _, t in named]
 
     def pack(states):
@@ -102,18 +122,29 @@ def named_chain(*named: tuple[str, Transform], _as_tuple: bool = False) -> Trans
         return list(state) if _as_tuple else [state[n] for n in names]
 
     def init(params):
+        from jaxcomp.core.guards import require_leaves
+
+        require_leaves("chain.init", params)
         states = []
         for t in ts:
             states.append(t.init(params))
             params = t.apply(params, states[-1])
         return pack(states)
 
+    def check(what, state):
+        if _as_tuple and not (isinstance(state, tuple | list) and len(state) == len(ts)):
+            raise _state_error(what, state, f"a tuple of {len(ts)} states")
+        if not _as_tuple and not (isinstance(state, dict) and set(state) == set(names)):
+            raise _state_error(what, state, f"a dict with keys {names}")
+
     def apply(params, state):
+        check("chain.apply", state)
         for t, s in zip(ts, unpack(state), strict=True):
             params = t.apply(params, s)
         return params
 
     def update(params, state, *, step, grads=None, key=None):
+        check("chain.update", state)
         new = []
         for t, s, k in zip(ts, unpack(state), _split_key(key, len(ts)), strict=True):
             s = t.update(params, s, step=step, grads=grads, key=k)

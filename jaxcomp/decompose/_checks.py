@@ -72,7 +72,19 @@ def check_energy(what: str, energy: float) -> float:
     return float(energy)
 
 
-def check_iters(what: str, n_iter: Any) -> int:
+def _check_key(what: str, key: Any) -> Any:
+    """ConfigError unless ``key`` is a JAX PRNG key (new-style or raw uint32)."""
+    import jax
+
+    if key is None or not hasattr(key, "dtype") or not (
+            jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or key.dtype == "uint32"):
+        raise ConfigError(f"{what}: got {type(key).__name__}; expected an explicit "
+                          "jax.random.key(...)")
+    return key
+
+
+def check_iters(what: str, n_iter: Any, name: str = "n_iter") -> int:
+    """An iteration count: an integer ``>= 0``."""
     if isinstance(n_iter, bool) or not isinstance(n_iter, int | np_integer()) or n_iter < 0:
-        raise ConfigError(f"{what}: n_iter got {n_iter!r}; expected an integer >= 0")
+        raise ConfigError(f"{what}: {name} got {n_iter!r}; expected an integer >= 0")
     return int(n_iter)

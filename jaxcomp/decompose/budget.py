@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxcomp.core.errors import ConfigError
+from jaxcomp.core.errors import ConfigError, check_number
 from jaxcomp.decompose.rank import mode_spectrum
 from jaxcomp.decompose.svd import svd_params
 from jaxcomp.decompose.tucker import tucker2_params
@@ -70,6 +70,7 @@ def allocate(candidates: Mapping[str, Candidates], budget: float) -> dict[str, A
     """
     choice = {p: int(np.argmin(c.costs)) for p, c in candidates.items()}
     minimum = sum(candidates[p].costs[i] for p, i in choice.items())
+    check_number("decompose.budget", budget, 0.0, None, lo_open=True)
     if budget < minimum:
         cheapest = {p: candidates[p].ranks[i] for p, i in choice.items()}
         raise ConfigError(f"decompose.budget: got {budget:g}; the minimum for layers "

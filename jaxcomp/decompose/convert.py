@@ -16,14 +16,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jaxcomp.core.errors import ConfigError, check_choice
-from jaxcomp.decompose._checks import METHODS
+from jaxcomp.decompose._checks import METHODS, np_integer
 from jaxcomp.decompose.cp import cp_als, cp_reconstruct
 from jaxcomp.decompose.layers import cp_layer_factors
 from jaxcomp.decompose.svd import lowrank_factors, randomized_svd, truncated_svd
@@ -38,8 +38,18 @@ def module_path(path: str) -> str:
     return path[: -len("/kernel")] if path.endswith("/kernel") else path
 
 
+def _int_rank(what: str, r: Any) -> int:
+    """An integer rank (its range is checked against the kernel, naming the kernel path)."""
+    if isinstance(r, bool) or not isinstance(r, int | np_integer()):
+        raise ConfigError(f"{what}: rank got {r!r}; expected an integer >= 1")
+    return int(r)
+
+
 def normalize_spec(spec: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Check methods and rank types; keys become module paths; ranks become ints/lists."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"spec: got {type(spec).__name__} {spec!r:.40}; expected "
+                          "{module_path: {'method': ..., 'rank': ...}}")
     out = {}
     for path, entry in spec.items():
         mp = module_path(path)
@@ -48,9 +58,12 @@ def normalize_spec(spec: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str,
         method = check_choice(f"{mp}: method", entry["method"], METHODS)
         rank = entry["rank"]
         if method == "tucker2":
-            rank = [int(r) for r in ((rank, rank) if isinstance(rank, int) else rank)]
+            pair = (rank, rank) if isinstance(rank, int) else rank
+            if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+                raise ConfigError(f"{mp}: rank got {rank!r}; expected an int or (r_in, r_out)")
+            rank = [_int_rank(mp, r) for r in pair]
         else:
-            rank = int(rank) if not isinstance(rank, bool) else rank
+            rank = _int_rank(mp, rank)
         out[mp] = {"method": method, "rank": rank}
     return out
 

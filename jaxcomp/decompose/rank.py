@@ -93,6 +93,10 @@ def evbmf(y: np.ndarray, sigma2: float | None = None) -> tuple[int, float]:
     y = np.asarray(y, np.float64)
     if y.ndim != 2:
         raise ConfigError(f"evbmf: needs a matrix; got shape {y.shape}")
+    if sigma2 is not None:
+        from jaxcomp.core.errors import check_number
+
+        check_number("evbmf: sigma2", sigma2, 0.0, None, lo_open=True)
     if y.shape[0] > y.shape[1]:
         y = y.T
     L, M = y.shape

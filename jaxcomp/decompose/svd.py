@@ -27,7 +27,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxcomp.decompose._checks import check_finite, check_iters, check_ndim, check_rank
+from jaxcomp.core.errors import check_number
+from jaxcomp.decompose._checks import _check_key, check_finite, check_iters, check_ndim, check_rank
 
 
 class SVD(NamedTuple):
@@ -67,7 +68,9 @@ def randomized_svd(w: jax.Array, rank: int, *, key: jax.Array, oversample: int =
         True
     """
     rank = _check(w, rank, what)
-    check_iters(what, power_iters)
+    check_iters(what, power_iters, "power_iters")
+    check_number(f"{what}: oversample", oversample, 0, None, integer=True)
+    _check_key(f"{what}: key", key)
     w = jnp.asarray(w, jnp.float32)
     m, n = w.shape
     sketch = min(rank + max(int(oversample), 0), m, n)

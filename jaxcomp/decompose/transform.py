@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxcomp.core import guards
 from jaxcomp.core import paths as _paths
 from jaxcomp.core.errors import ConfigError, check_choice
 from jaxcomp.core.select import Where, resolve_rules, select
@@ -49,6 +50,10 @@ def _ranks(params, rank, paths) -> dict[str, Any]:
     if isinstance(rank, int | tuple) and not isinstance(rank, bool):
         return dict.fromkeys(paths, rank)
     if isinstance(rank, Sequence) and not isinstance(rank, str):
+        if any(not isinstance(r, tuple | list) for r in rank):
+            raise ConfigError(f"rank: got the list {rank!r}; a list is read as (pattern, rank) "
+                              "rules. For Tucker-2 ranks pass a tuple (r_in, r_out); for one "
+                              "rank an int")
         rules = resolve_rules(params, list(rank), default=None, what="rank")
         missing = [p for p in paths if rules[p] is None]
         if missing:
@@ -123,6 +128,7 @@ def decompose_reconstruct(method: str = "svd", rank: Any = 1, *, where: Where = 
             else dict.fromkeys(p)
 
     def init(params):
+        guards.require_leaves("decompose.init", params)
         pl = plan(params)
         flat = _paths.path_dict(params)
         ks = _keys(pl)
@@ -139,12 +145,40 @@ def decompose_reconstruct(method: str = "svd", rank: Any = 1, *, where: Where = 
             out = cp_reconstruct(d)
         return out.astype(jnp.result_type(w))
 
+    def check(what, params, state):
+        if not isinstance(state, dict) or not all(isinstance(p, str) for p in state):
+            raise ConfigError(f"{what}: got {guards.describe_state(state)} as state; expected "
+                              "decompose_reconstruct's state ({path: factors}) from its init")
+        pd = _paths.path_dict(params)
+        missing = [p for p in state if p not in pd]
+        if missing and all(p in ("masks", "bits", "gate", "schedule") for p in state):
+            raise ConfigError(f"{what}: got {guards.describe_state(state)}; expected "
+                              "decompose_reconstruct's state ({path: factors}) from its init")
+        if missing:
+            guards.check_same_leaves(what, params, dict.fromkeys(state))
+        for p, st in state.items():
+            now, dims = tuple(jnp.shape(pd[p])), _dims(st)
+            if any(d >= len(now) or now[d] != n for d, n in dims.items()):
+                at_init = ", ".join(f"axis {d}: {n}" for d, n in dims.items())
+                raise ConfigError(f"{what}: {p!r} has shape {now}, but the factors from init "
+                                  f"were built for ({at_init}); the params changed since "
+                                  "(surgery, a transpose?): re-run init")
+
+    def _dims(st):
+        if method == "svd":
+            return {0: st.shape[0]}
+        if method == "tucker2":
+            return {2: st[0].shape[0], 3: st[1].shape[0]}
+        return {i: f.shape[0] for i, f in enumerate(st)}
+
     def apply(params, state):
+        check("decompose.apply", params, state)
         return _paths.map_with_path(
             lambda p, w: reconstruct(p, w, state[p]) if p in state else w, params)
 
     def update(params, state, *, step, grads=None, key=None):
         del grads, key
+        check("decompose.update", params, state)
         flat = _paths.path_dict(params)
 
         def refresh(_):

@@ -48,6 +48,11 @@ def check_tucker2_ranks(shape: Sequence[int], ranks: int | Sequence[int],
     check_ndim(what, shape, 4, "Tucker-2")
     if isinstance(ranks, int):
         ranks = (ranks, ranks)
+    if isinstance(ranks, str) or not isinstance(ranks, tuple | list):
+        from jaxcomp.core.errors import ConfigError
+
+        raise ConfigError(f"{what}: Tucker-2 ranks got {ranks!r}; expected an int or "
+                          "(r_in, r_out)")
     ranks = tuple(ranks)
     if len(ranks) != 2:
         from jaxcomp.core.errors import ConfigError

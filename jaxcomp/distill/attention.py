@@ -33,6 +33,9 @@ def attention_map(feat: jax.Array, p: float = 2.0) -> jax.Array:
 
     2-D ``(N, D)`` features are treated as ``D`` positions with one channel.
     """
+    from jaxcomp.core.errors import check_number
+
+    check_number("attention.p", p, 0.0, None, lo_open=True)
     f = feat.astype(jnp.float32)
     if f.ndim == 2:
         f = f[..., None]

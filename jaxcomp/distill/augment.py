@@ -30,6 +30,11 @@ def jitter(x: jax.Array, key: jax.Array, max_shift: int = 2) -> jax.Array:
     """Shift each image of ``x`` (N, H, W, C) by its own offsets in ``[-max_shift, max_shift]``."""
     if x.ndim != 4:
         raise ConfigError(f"jitter: expects images (N, H, W, C); got shape {tuple(x.shape)}")
+    from jaxcomp.core.errors import check_number
+
+    check_number("jitter.max_shift", max_shift, integer=True)
+    if isinstance(max_shift, float):
+        raise ConfigError(f"jitter.max_shift: got {max_shift!r}; expected an integer")
     if max_shift < 0:
         raise ConfigError(f"jitter.max_shift: got {max_shift}; allowed range [0, inf)")
     if max_shift == 0:

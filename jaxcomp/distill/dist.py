@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxcomp.distill.logits import check_logits, check_temperature
+from jaxcomp.distill.logits import check_logits, check_temperature, check_weight
 
 _EPS = 1e-8
 
@@ -42,6 +42,8 @@ def dist_loss(student_logits: jax.Array, teacher_logits: jax.Array, *, beta=1.0,
     """β·inter-class + γ·intra-class relation loss (Huang et al. 2022)."""
     check_logits(student_logits, teacher_logits)
     check_temperature(temperature)
+    check_weight("dist.beta", beta)
+    check_weight("dist.gamma", gamma)
     t = jnp.asarray(temperature, jnp.float32)
     q = jax.nn.softmax(student_logits.astype(jnp.float32) / t, -1)
     p = jax.nn.softmax(jax.lax.stop_gradient(teacher_logits.astype(jnp.float32)) / t, -1)

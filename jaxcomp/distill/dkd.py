@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxcomp.distill.logits import check_logits, check_temperature
+from jaxcomp.distill.logits import check_labels, check_logits, check_temperature, check_weight
 
 _EPS = 1e-12
 
@@ -32,6 +32,7 @@ def dkd_terms(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.
               temperature) -> tuple[jax.Array, jax.Array]:
     """``(TCKD, NCKD)``, each a batch mean already multiplied by T²."""
     check_logits(student_logits, teacher_logits)
+    check_labels(student_logits, labels, "dkd labels")
     check_temperature(temperature)
     t = jnp.asarray(temperature, jnp.float32)
     s = student_logits.astype(jnp.float32) / t
@@ -54,5 +55,7 @@ def dkd_terms(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.
 def dkd_loss(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array, *,
              alpha=1.0, beta=8.0, temperature=4.0) -> jax.Array:
     """``α·TCKD + β·NCKD`` (Zhao et al. 2022); add a cross-entropy term separately."""
+    check_weight("dkd.alpha", alpha)
+    check_weight("dkd.beta", beta)
     tckd, nckd = dkd_terms(student_logits, teacher_logits, labels, temperature)
     return jnp.asarray(alpha, jnp.float32) * tckd + jnp.asarray(beta, jnp.float32) * nckd

@@ -76,4 +76,11 @@ def init_projection(key: jax.Array, student_shape: tuple, teacher_shape: tuple) 
 
 def project(proj: dict[str, Any], feat: jax.Array) -> jax.Array:
     """Apply a projection from :func:`init_projection` over the last axis."""
+    if not isinstance(proj, dict) or "kernel" not in proj or "bias" not in proj:
+        raise ConfigError(f"project: proj got {type(proj).__name__}; expected "
+                          "{'kernel', 'bias'} from init_projection")
+    cin = jnp.shape(proj["kernel"])[0]
+    if jnp.shape(feat)[-1] != cin:
+        raise ConfigError(f"project: feat has {jnp.shape(feat)[-1]} channels (shape "
+                          f"{tuple(jnp.shape(feat))}) but the projection expects {cin}")
     return jnp.einsum("...c,cd->...d", feat.astype(jnp.float32), proj["kernel"]) + proj["bias"]

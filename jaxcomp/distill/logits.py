@@ -22,7 +22,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxcomp.core.errors import ConfigError, check_range
+from jaxcomp.core.errors import ConfigError, check_number
 
 
 def check_logits(student: jax.Array, teacher: jax.Array, what: str = "distill") -> None:
@@ -39,13 +39,18 @@ def check_logits(student: jax.Array, teacher: jax.Array, what: str = "distill") 
 
 
 def check_temperature(temperature, what: str = "distill.temperature"):
-    """ConfigError unless ``temperature > 0`` (traced values pass through)."""
-    return check_range(what, temperature, 0.0, None, lo_open=True)
+    """ConfigError unless ``temperature > 0`` (traced values: see :mod:`jaxcomp.core.checked`)."""
+    return check_number(what, temperature, 0.0, None, lo_open=True)
 
 
 def check_alpha(alpha, what: str = "distill.alpha"):
-    """ConfigError unless ``0 <= alpha <= 1`` (traced values pass through)."""
-    return check_range(what, alpha, 0.0, 1.0)
+    """ConfigError unless ``0 <= alpha <= 1`` (traced values: see :mod:`jaxcomp.core.checked`)."""
+    return check_number(what, alpha, 0.0, 1.0)
+
+
+def check_weight(what: str, weight):
+    """ConfigError unless a loss weight is a finite number ``>= 0`` (traced values pass)."""
+    return check_number(what, weight, 0.0, None)
 
 
 def soft_target_kl(student_logits: jax.Array, teacher_logits: jax.Array,

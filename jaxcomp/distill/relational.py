@@ -85,5 +85,9 @@ def rkd_angle(student_emb: jax.Array, teacher_emb: jax.Array) -> jax.Array:
 def rkd_loss(student_emb: jax.Array, teacher_emb: jax.Array, distance_weight=1.0,
              angle_weight=2.0) -> jax.Array:
     """``λ_D · distance + λ_A · angle`` (the paper's default weights 1 and 2)."""
+    from jaxcomp.distill.logits import check_weight
+
+    check_weight("rkd.distance_weight", distance_weight)
+    check_weight("rkd.angle_weight", angle_weight)
     return (jnp.asarray(distance_weight, jnp.float32) * rkd_distance(student_emb, teacher_emb)
             + jnp.asarray(angle_weight, jnp.float32) * rkd_angle(student_emb, teacher_emb))

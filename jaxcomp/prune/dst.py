@@ -28,12 +28,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcomp.core import paths, schedules
-from jaxcomp.core.errors import ConfigError, check_choice, check_range
+from jaxcomp.core import guards, paths, schedules
+from jaxcomp.core.errors import ConfigError, check_choice, check_number
 from jaxcomp.core.select import Where, selected_paths
 from jaxcomp.core.transform import Transform
 from jaxcomp.prune import masks as M
-from jaxcomp.prune.pruner import _apply
+from jaxcomp.prune.pruner import apply_checked, check_pruner_state
 from jaxcomp.prune.select_k import count_for, smallest_k_groups
 
 
@@ -54,14 +54,16 @@ def dynamic_sparse(method: str, sparsity: Any = 0.9, *, drop_fraction: Any = 0.3
     check_choice("prune.method", method, ("set", "rigl"))
     check_choice("prune.allocation", allocation, ("layerwise", "erk"))
     M.check_sparsity("prune.sparsity", sparsity)
-    check_range("prune.drop_fraction", drop_fraction, 0.0, 1.0)
-    check_range("prune.frequency", every, 1, None)
+    check_number("prune.drop_fraction", drop_fraction, 0.0, 1.0)
+    check_number("prune.frequency (every)", every, 1, None, integer=True)
 
     gate = schedules.gate(begin, end, every)  # refuses an end before the begin
 
     def init(params):
+        guards.require_leaves(f"prune.{method}.init", params)
         pd = paths.path_dict(params)
         sel = selected_paths(params, where)
+        guards.check_finite_leaves(f"prune.{method}.init", ((p, pd[p]) for p in sel))
         return {"masks": {p: jnp.ones(pd[p].shape, bool) for p in sel},
                 "sparsity": jnp.asarray(sparsity, jnp.float32),
                 "drop": schedules.to_arrays(schedules.cosine(drop_fraction, 0.0, begin, end)),
@@ -72,10 +74,12 @@ def dynamic_sparse(method: str, sparsity: Any = 0.9, *, drop_fraction: Any = 0.3
             raise ConfigError(f"prune.method={method!r}: update needs key= (a PRNG key)")
         if method == "rigl" and grads is None:
             raise ConfigError("prune.method='rigl': update needs grads= (dense gradients)")
+        check_pruner_state(f"prune.{method}.update", params, state,
+                           ("masks", "sparsity", "drop", "gate"))
         return _update(method, allocation, params, state, jnp.asarray(step, jnp.int32), grads,
                        key)
 
-    return Transform(init, _apply, update)
+    return Transform(init, apply_checked, update)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

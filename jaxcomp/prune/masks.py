@@ -24,13 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcomp.core.errors import ConfigError, check_range
+from jaxcomp.core.errors import ConfigError, check_number
 from jaxcomp.prune.select_k import count_for, smallest_k
 
 
 def check_sparsity(what: str, sparsity: Any) -> Any:
     """Raise :class:`ConfigError` unless ``0 <= sparsity < 1`` (traced values pass)."""
-    return check_range(what, sparsity, 0.0, 1.0, hi_open=True)
+    return check_number(what, sparsity, 0.0, 1.0, hi_open=True)
 
 
 def topk_mask(scores: jax.Array, sparsity: Any) -> jax.Array:
@@ -55,6 +55,8 @@ def topk_mask(scores: jax.Array, sparsity: Any) -> jax.Array:
 
 def keep_largest(scores: Sequence[jax.Array], k: Any) -> list[jax.Array]:
     """Masks keeping exactly the ``k`` largest scores over all arrays together."""
+    n = sum(int(s.size) for s in scores)
+    check_number("k", k, 0, n, integer=True)
     n = sum(int(s.size) for s in scores)
     z = jnp.clip(n - jnp.asarray(k, jnp.int32), 0, n)
     return [~m for m in smallest_k(list(scores), z)]
@@ -140,6 +142,7 @@ def erk_sparsities(shapes: Mapping[str, Sequence[int]], sparsity: Any, *,
         0.5
     """
     check_sparsity("sparsity", sparsity)
+    check_number("power", power, 0.0, None)
     names = list(shapes)
     size = np.array([math.prod(shapes[p]) for p in names], np.float32)
     raw = np.array([sum(shapes[p]) / math.prod(shapes[p]) for p in names], np.float32) ** power
@@ -191,7 +194,8 @@ def check_nm(path: str, shape: Sequence[int], n: int, m: int, axis: int) -> None
             or n < 1 or n > m:
         raise ConfigError(f"{path}: N:M = {n}:{m}; need integers with 0 < N <= M")
     if not -len(shape) <= axis < len(shape):
-        raise ConfigError(f"{path}: axis {axis} out of range for shape {tuple(shape)}")
+        raise ConfigError(f"{path}: axis {axis} out of range for shape {tuple(shape)}; "
+                          f"allowed range [{-len(shape)}, {len(shape) - 1}]")
     if shape[axis] % m:
         raise ConfigError(f"{path}: M={m} does not divide axis {axis} of shape "
                           f"{tuple(shape)} (size {shape[axis]}); allowed M: divisors of "
@@ -283,5 +287,8 @@ def apply_masks(params: Any, masks: Mapping[str, jax.Array]) -> Any:
 def sparsity_of(masks: Mapping[str, jax.Array]) -> jax.Array:
     """The fraction of ``False`` over all masks."""
     n = sum(int(m.size) for m in masks.values())
+    if not n:
+        raise ConfigError(f"sparsity_of: masks is empty ({len(masks)} masks, 0 elements); "
+                          "expected {path: bool array}")
     z = sum(jnp.sum(~m.astype(bool), dtype=jnp.int32) for m in masks.values())
     return z / n

@@ -44,10 +44,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
-from jaxcomp.core import paths, schedules
+from jaxcomp.core import guards, paths, schedules
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
 
@@ -77,14 +78,36 @@ def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
       An ``optax.GradientTransformation`` whose ``update`` requires ``params``.
     """
 
+    if isinstance(tx, Transform) or not (callable(getattr(tx, "init", None))
+                                         and callable(getattr(tx, "update", None))):
+        raise ConfigError(f"masked_optimizer: tx is a {type(tx).__name__}; expected an optax "
+                          "GradientTransformation (e.g. optax.adam(1e-3))")
+    if not all(callable(getattr(pruner, f, None)) for f in ("init", "apply", "update")):
+        raise ConfigError(f"masked_optimizer: pruner is a {type(pruner).__name__}; expected a "
+                          "jaxcomp pruning Transform (jaxcomp.prune.magnitude(...), rigl, ...)")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ConfigError(f"masked_optimizer: seed got {seed!r}; expected an int")
+
     def init(params):
-        return MaskedState(tx.init(params), pruner.init(params), jnp.zeros((), jnp.int32),
+        ps = pruner.init(params)
+        if not (isinstance(ps, Mapping) and isinstance(ps.get("masks"), Mapping)):
+            raise ConfigError("masked_optimizer: pruner= made "
+                              f"{guards.describe_state(ps)}, which has no masks; expected a "
+                              "pruning transform (jaxcomp.prune.magnitude(...), pruner, rigl, "
+                              "set_, channel_pruner). To quantize, pass the transform to "
+                              "fit(transform=...) instead")
+        return MaskedState(tx.init(params), ps, jnp.zeros((), jnp.int32),
                            jax.random.key_data(jax.random.key(seed)))
 
     def update(grads, state, params=None):
         if params is None:
             raise ConfigError("masked_optimizer: update needs params (call "
                               "tx.update(grads, opt_state, params))")
+        if not isinstance(state, MaskedState):
+            raise ConfigError(f"masked_optimizer.update: got {guards.describe_state(state)} as "
+                              "opt_state; expected the MaskedState this optimizer's init made")
+        guards.require_state("masked_optimizer.update", state.prune, ("masks",),
+                             "a pruner's")
         old = state.prune["masks"]
 
         def run_pruner():

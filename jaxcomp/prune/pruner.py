@@ -45,12 +45,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcomp.core import paths, schedules
-from jaxcomp.core.errors import ConfigError, check_choice
+from jaxcomp.core import guards, paths, schedules
+from jaxcomp.core.errors import ConfigError, check_choice, check_number
 from jaxcomp.core.select import Where, resolve_rules, selected_paths
 from jaxcomp.core.transform import Transform
 from jaxcomp.prune import masks as M
 from jaxcomp.prune import scores as S
+from jaxcomp.prune._args import check_args, check_pruner_state, check_traced_targets
 from jaxcomp.prune.select_k import count_for, smallest_k, smallest_k_groups
 
 ALLOCATIONS = ("layerwise", "global", "erk")
@@ -69,6 +70,8 @@ def _schedule_numbers(s: schedules.Schedule) -> list[tuple[str, Any]]:
 
 def as_sparsity_schedule(x: Any, what: str = "sparsity") -> schedules.Schedule:
     """A number becomes a one-shot schedule at step 0; schedules pass (values checked)."""
+    if not isinstance(x, schedules.Schedule):
+        M.check_sparsity(what, x)
     s = x if isinstance(x, schedules.Schedule) else schedules.one_shot(x, at=0)
     for name, v in _schedule_numbers(s):
         M.check_sparsity(f"{what}.{name}" if isinstance(x, schedules.Schedule) else what, v)
@@ -136,8 +139,7 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
         first = next(iter(sched_map.values()))
     else:
         first = as_sparsity_schedule(sparsity, "prune.sparsity")
-    if structure == "block" and len(tuple(block)) < 1:
-        raise ConfigError(f"prune.block: got {block!r}; need a tuple of block sizes")
+    check_args(n, m, axis, block, block_reduce, normalize, gate, monotone, ema_decay, erk_power)
     # a plain number (or a map of numbers) with the default gate is a one-shot target at
     # step 0: scores that need neither gradients nor a key reach it already in ``init``
     prunes_at_init = (gate is None and score not in S.NEEDS_GRADS
@@ -145,9 +147,7 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
                       and not any(isinstance(v, schedules.Schedule) for v in
                                   (sparsity.values() if per_path else (sparsity,))))
     g_begin, g_end, g_every = gate if gate is not None else default_gate(first)
-    if not isinstance(g_every, jax.Array):
-        from jaxcomp.core.errors import check_range
-        check_range("prune.frequency", g_every, 1, None)
+    check_number("prune.frequency", g_every, 1, None, integer=True)
     gate_arrays = schedules.gate(g_begin, g_end, g_every)  # refuses an end before the begin
     block = tuple(int(b) for b in block)
 
@@ -162,6 +162,7 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
         return sel
 
     def init(params):
+        guards.require_leaves("prune.where: no leaf selected", params)
         pd = paths.path_dict(params)
         sel = _selected(params)
         if not sel:
@@ -175,6 +176,8 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
                 M.check_nm(p, x.shape, n, m, axis)
             elif structure == "block":
                 M.check_block(p, x.shape, block)
+        # a NaN weight would score highest and be kept: refuse it
+        guards.check_finite_leaves("prune.init", ((p, pd[p]) for p in sel))
         if per_path:
             rules = resolve_rules({p: pd[p] for p in sel}, list(sched_map.items()),
                                   default=None, what="prune.sparsity")
@@ -198,9 +201,18 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
             raise ConfigError(f"prune.method={score!r}: update needs grads=")
         if S.get_score(score).needs_key and key is None:
             raise ConfigError(f"prune.method={score!r}: update needs key= (a PRNG key)")
+        check_number("prune.update: step", step, 0, None, integer=True)
+        keys = ("masks", "schedule", "gate") + (("acc",) if score in S.ACCUMULATES else ())
+        check_pruner_state("prune.update", params, state, keys)
         return _update(cfg, params, state, jnp.asarray(step, jnp.int32), grads, key)
 
-    return (ShrinkingPruner if monotone else Transform)(init, _apply, update)
+    return (ShrinkingPruner if monotone else Transform)(init, apply_checked, update)
+
+
+def apply_checked(params: Any, state: Any) -> Any:
+    """A pruner's ``apply``: the state and params are checked, then masked."""
+    check_pruner_state("prune.apply", params, state)
+    return _apply(params, state)
 
 
 class ShrinkingPruner(Transform):
@@ -273,7 +285,9 @@ def _compute_masks(cfg: _Cfg, params, state, step, grads, key):
         sc[p] = jnp.where(old[p], s, -jnp.inf) if cfg.monotone else s
     sched = state["schedule"]
     per_path = isinstance(sched, dict)
-    sp = {p: _clip(sched[p](step)) for p in names} if per_path else _clip(sched(step))
+    raw = {p: sched[p](step) for p in names} if per_path else sched(step)
+    check_traced_targets(raw, {p: pd[p] for p in names})  # no-ops unless jc.core.checked
+    sp = {p: _clip(v) for p, v in raw.items()} if per_path else _clip(raw)
     if cfg.structure == "n:m":
         return {p: M.nm_mask(s, cfg.n, cfg.m, axis=cfg.axis, path=p) for p, s in sc.items()}
     if cfg.structure == "block":
@@ -374,7 +388,11 @@ def prune_once(t: Transform, params: Any, *, step: Any = None, grads: Any = None
         >>> p["w"].tolist()
         [[0.0, -3.0], [2.0, 0.0]]
     """
+    if not all(callable(getattr(t, f, None)) for f in ("init", "apply", "update")):
+        raise ConfigError(f"prune_once: t is a {type(t).__name__}; expected a jaxcomp pruning "
+                          "Transform (jaxcomp.prune.magnitude(...), ...)")
     state = t.init(params)
+    guards.require_state("prune_once", state, ("masks", "gate"), "a pruner's")
     if step is None:
         step = state["gate"]["begin"]
     state = t.update(params, state, step=step, grads=grads, key=key)

@@ -37,9 +37,36 @@ def _stored(a: np.ndarray) -> np.ndarray:
     return (a != 0) | (np.signbit(a) if np.issubdtype(a.dtype, np.floating) else False)
 
 
+def _numeric(w: Any, what: str) -> np.ndarray:
+    a = np.asarray(w)
+    if a.dtype.kind not in "biufc":
+        raise ConfigError(f"{what}: w got {type(w).__name__} of dtype {a.dtype}; expected a "
+                          "numeric array")
+    return a
+
+
+_KEYS = {0: ("shape", "bits", "values"), 1: ("shape", "index_bits", "gaps", "values",
+                                              "row_ptr")}
+
+
+def _check_encoding(e: Any, what: str) -> int:
+    """The format tag of an encoding, after checking it holds that format's keys."""
+    if not isinstance(e, Mapping) or "format" not in e:
+        raise ConfigError(f"{what}: got {type(e).__name__} {str(e)[:60]}; expected an "
+                          "encoding from encode_bitmask/encode_relative (keys 'format', "
+                          "'shape', 'values', ...)")
+    fmt = int(np.asarray(e["format"]))
+    if fmt not in _KEYS:
+        raise ConfigError(f"{what}: format tag {fmt}; allowed: 0 (bitmask), 1 (relative)")
+    missing = [k for k in _KEYS[fmt] if k not in e]
+    if missing:
+        raise ConfigError(f"{what}: the encoding (format {fmt}) lacks keys {missing}")
+    return fmt
+
+
 def encode_bitmask(w: Any) -> dict[str, np.ndarray]:
     """``{"format", "shape", "bits", "values"}``: packed keep-bits and the non-zeros."""
-    a = np.asarray(w)
+    a = _numeric(w, "encode_bitmask")
     nz = _stored(a.reshape(-1))
     return {"format": np.array(0, np.int8), "shape": np.array(a.shape, np.int64),
             "bits": np.packbits(nz), "values": a.reshape(-1)[nz]}
@@ -60,7 +87,7 @@ def encode_relative(w: Any, index_bits: int = 5) -> dict[str, np.ndarray]:
     """
     if not isinstance(index_bits, int) or not 1 <= index_bits <= 16:
         raise ConfigError(f"index_bits: got {index_bits!r}; allowed integers 1..16")
-    a = np.asarray(w)
+    a = _numeric(w, "encode_relative")
     rows = a.reshape(a.shape[0], -1) if a.ndim >= 2 else a.reshape(1, -1)
     span = (1 << index_bits) - 1
     gaps, values, ptr = [], [], [0]
@@ -85,8 +112,8 @@ def encode_relative(w: Any, index_bits: int = 5) -> dict[str, np.ndarray]:
 
 def decode(e: Mapping[str, np.ndarray]) -> np.ndarray:
     """The dense array an encoding holds (bit-exact)."""
+    fmt = _check_encoding(e, "decode")
     shape = tuple(int(s) for s in np.asarray(e["shape"]))
-    fmt = int(e["format"])
     values = np.asarray(e["values"])
     if fmt == 0:
         n = math.prod(shape)
@@ -113,8 +140,9 @@ def nbytes(e: Mapping[str, np.ndarray]) -> int:
     Shapes and format tags (a few bytes per tensor) are not counted; row
     pointers are counted at 4 bytes each.
     """
+    fmt = _check_encoding(e, "nbytes")
     values = np.asarray(e["values"])
-    if int(e["format"]) == 0:
+    if fmt == 0:
         return int(values.nbytes + np.asarray(e["bits"]).nbytes)
     bits = int(e["index_bits"])
     return int(values.nbytes + math.ceil(len(e["gaps"]) * bits / 8) + 4 * len(e["row_ptr"]))

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcomp.core.errors import ConfigError, check_choice
+from jaxcomp.quant.uniform import check_finite
 
 INITS = ("linear", "random", "density")
 
@@ -142,8 +143,12 @@ def kmeans1d(x: jax.Array, mask: jax.Array | None = None, *, k: int, init: str =
     """
     shape = jnp.shape(x)
     x = jnp.ravel(x)
+    if mask is not None and jnp.size(mask) != x.size:
+        raise ConfigError(f"sharing.mask: got shape {tuple(jnp.shape(mask))}; expected the "
+                          f"shape of x {tuple(shape)}")
     mask = (x != 0) if mask is None else jnp.ravel(mask).astype(bool)
     check_k(k, x.size)
+    check_finite(x, "sharing: x")
     if not isinstance(iters, int) or iters < 0:
         raise ConfigError(f"sharing.iters: got {iters!r}; allowed: an integer >= 0")
     if centroids is not None:

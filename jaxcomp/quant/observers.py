@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxcomp.core.errors import ConfigError, check_choice, check_range
+from jaxcomp.core.errors import ConfigError, check_choice, check_number, check_range
 from jaxcomp.quant.uniform import Axis, check_bits, minmax, normalize_axis, qparams, quantize_with
 
 OBSERVERS = ("minmax", "ema", "percentile", "mse")
@@ -49,7 +49,8 @@ def mse_range(x: jax.Array, bits: Any = 8, *, axis: Axis = None, symmetric: bool
     with ``bits`` possibly traced.
     """
     check_bits(bits)
-    check_range("grid", grid, 1, None)
+    check_number("grid", grid, 1, None, integer=True)
+    check_number("min_ratio", min_ratio, 0.0, 1.0, lo_open=True)
     keep = normalize_axis(axis, x.ndim)
     red = tuple(a for a in range(x.ndim) if a not in keep)
     lo0, hi0 = minmax(x, axis)
@@ -81,6 +82,7 @@ def observe(x: jax.Array, observer: str = "minmax", *, bits: Any = 8, axis: Axis
 def ema(old: tuple[jax.Array, jax.Array], new: tuple[jax.Array, jax.Array], count: jax.Array,
         momentum: float = 0.9) -> tuple[jax.Array, jax.Array]:
     """Moving-average ranges: the first observation (``count == 0``) is taken as is."""
+    check_number("momentum", momentum, 0.0, 1.0)
     first = count == 0
     return tuple(jnp.where(first, n, momentum * o + (1.0 - momentum) * n)
                  for o, n in zip(old, new, strict=True))
@@ -94,6 +96,7 @@ def combine(old: tuple[jax.Array, jax.Array], new: tuple[jax.Array, jax.Array], 
     and ``mse``: the running mean of the per-batch ranges.
     """
     check_choice("observer", observer, OBSERVERS)
+    check_number("momentum", momentum, 0.0, 1.0)
     count = jnp.asarray(count)
     if observer == "minmax":
         first = count == 0
@@ -107,6 +110,7 @@ def combine(old: tuple[jax.Array, jax.Array], new: tuple[jax.Array, jax.Array], 
 
 def require_batches(n: int, what: str = "calib_batches") -> int:
     """ConfigError unless at least one calibration batch is given."""
+    check_number(what, n, integer=True)
     if n < 1:
         raise ConfigError(f"{what}: got {n} calibration batches; need at least 1")
     return n

@@ -32,8 +32,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxcomp.core import guards
 from jaxcomp.core import paths as _paths
-from jaxcomp.core.errors import ConfigError, check_choice
+from jaxcomp.core.errors import ConfigError, check_bool, check_choice, check_number
 from jaxcomp.core.select import Where, resolve_rules, select
 from jaxcomp.core.transform import Transform
 from jaxcomp.quant.uniform import ROUNDINGS, check_bits, check_finite, normalize_axis
@@ -103,12 +104,19 @@ def weight_quant(bits: Any = 8, *, where: Where = None, per_channel: bool = True
       A :class:`Transform`; state ``{"bits": {path: f32 array}}`` (plus ``"key"``).
     """
     check_choice("observer", observer, WEIGHT_OBSERVERS)
+    check_bool("per_channel", per_channel)
+    check_bool("symmetric", symmetric)
+    if group_size is not None:
+        check_number("group_size", group_size, 1, None, integer=True)
     check_choice("rounding", rounding, ROUNDINGS)
     stochastic = rounding == "stochastic"
     if stochastic and key is None:
         raise ConfigError("rounding='stochastic' needs an explicit key=")
 
+    seen: dict[str, set[tuple[int, ...]]] = {}  # the shapes each path had at init
+
     def init(params):
+        guards.require_leaves("weight_quant: no leaf selected", params)
         per = bits_per_path(params, bits, where)
         flat = _paths.path_dict(params)
         if not per:
@@ -128,12 +136,26 @@ def weight_quant(bits: Any = 8, *, where: Where = None, per_channel: bool = True
                 if group_size < 1 or x.shape[ga] % group_size:
                     raise ConfigError(f"group_size: got {group_size!r}; it must divide {p}'s "
                                       f"axis {ga} of size {x.shape[ga]}")
+        for p in per:
+            seen.setdefault(p, set()).add(tuple(jnp.shape(flat[p])))
         state = {"bits": {p: jnp.asarray(b, jnp.float32) for p, b in per.items()}}
         if stochastic:
             state["key"] = _key_data(key)
         return state
 
+    def check(what, params, state):
+        guards.require_state(what, state, ("bits",) + (("key",) if stochastic else ()),
+                             "weight_quant's")
+        pd = guards.check_same_leaves(what, params, dict.fromkeys(state["bits"]))
+        for p in state["bits"]:
+            now = tuple(jnp.shape(pd[p]))
+            if p in seen and now not in seen[p]:
+                raise ConfigError(f"{what}: {p!r} has shape {now} but had shape "
+                                  f"{sorted(seen[p])[0]} at init; the params changed since "
+                                  "(surgery, a transpose?): re-run init")
+
     def apply(params, state):
+        check("weight_quant.apply", params, state)
         bits_state = state["bits"]
         keys = {}
         if stochastic:
@@ -152,6 +174,7 @@ def weight_quant(bits: Any = 8, *, where: Where = None, per_channel: bool = True
         return _paths.map_with_path(leaf, params)
 
     def update(params, state, *, step, grads=None, key=None):
+        check("weight_quant.update", params, state)
         del params, step, grads
         if stochastic and key is not None:
             return {**state, "key": _key_data(key)}

@@ -57,9 +57,11 @@ Axis = None | int | Sequence[int]
 # --------------------------------------------------------------------------- checks
 def check_bits(bits: Any, what: str = "bits") -> Any:
     """Raise ConfigError unless every concrete value of ``bits`` is in
-    :data:`SUPPORTED_BITS`; traced values pass through."""
-    if _is_tracer(bits):
-        return bits
+    :data:`SUPPORTED_BITS`; traced values are checked under :func:`jaxcomp.core.checked`."""
+    if _is_tracer(bits):  # checked when the program runs, in checked mode only
+        from jaxcomp.core.checked import check_traced_choice
+
+        return check_traced_choice(what, bits, SUPPORTED_BITS)
     if isinstance(bits, str | bytes):
         raise ConfigError(f"{what}: got {bits!r}; expected a number in {SUPPORTED_BITS}, not "
                           f"text")
@@ -88,6 +90,32 @@ def normalize_axis(axis: Axis, ndim: int, what: str = "axis") -> tuple[int, ...]
     return tuple(sorted(out))
 
 
+def _fits(ps: tuple[int, ...], qs: tuple[int, ...]) -> bool:
+    if len(ps) == 0:
+        return True
+    if len(ps) != len(qs):
+        return False
+    return all(p == 1 or p == s or (p > 0 and s % p == 0) for p, s in zip(ps, qs, strict=True))
+
+
+def _numeric_input(x: Any, what: str, floating: bool = False) -> Any:
+    """``x`` as an array; ConfigError for text, objects or (``floating``) integer arrays."""
+    if _is_tracer(x):
+        dt = x.dtype
+    else:
+        if not hasattr(x, "dtype"):
+            a = np.asarray(x)
+            if a.dtype.kind not in "biuf":
+                raise ConfigError(f"{what}: x got {type(x).__name__} {str(x)[:40]!r}; expected "
+                                  "a float array")
+            x = jnp.asarray(a)
+        dt = x.dtype
+    if floating and not jnp.issubdtype(dt, jnp.floating):
+        raise ConfigError(f"{what}: x has dtype {dt}; only floating-point arrays can be "
+                          "fake-quantized (quantize() gives integer codes)")
+    return x
+
+
 def check_finite(x: Any, what: str = "x") -> None:
     """ConfigError if a concrete ``x`` holds NaN or infinite values (tracers pass)."""
     if _is_tracer(x):
@@ -114,6 +142,7 @@ def qrange(bits: Any, *, signed: bool = True, symmetric: bool = True) -> tuple[A
         >>> [float(v) for v in qrange(8, signed=False)]
         [0.0, 255.0]
     """
+    check_bits(bits)
     b = jnp.asarray(bits, jnp.float32)
     # exp2 is approximate on some backends; integer powers of two must be exact
     if not signed:
@@ -232,6 +261,7 @@ def quantize_with(x: jax.Array, scale: jax.Array, zero_point: jax.Array, bits: A
                   symmetric: bool = True, signed: bool = True, rounding: str = "nearest",
                   key: jax.Array | None = None) -> jax.Array:
     """Integer codes (as float32) of ``x`` for given scale and zero point, clipped to range."""
+    check_bits(bits)
     qmin, qmax = qrange(bits, signed=signed, symmetric=symmetric)
     shape = x.shape
     v = x.astype(jnp.float32) / expand(scale, shape) + expand(zero_point, shape)
@@ -258,6 +288,7 @@ def quantize(x: jax.Array, bits: Any = 8, *, axis: Axis = None, group_size: int 
       ``q`` (integer codes), ``scale`` and ``zero_point`` (float32, the rank of ``x``).
     """
     check_bits(bits)
+    x = _numeric_input(x, "quantize")
     check_finite(x)
     lo, hi = minmax(x, axis, group_size, group_axis)
     scale, zp = qparams(lo, hi, bits, symmetric=symmetric, signed=signed)
@@ -271,6 +302,11 @@ def quantize(x: jax.Array, bits: Any = 8, *, axis: Axis = None, group_size: int 
 def dequantize(q: jax.Array, scale: jax.Array, zero_point: jax.Array | None = None,
                dtype: Any = jnp.float32) -> jax.Array:
     """``(q - zero_point) * scale`` (per-group scales are expanded)."""
+    for name, p in (("scale", scale), ("zero_point", zero_point)):
+        if p is not None and not _fits(jnp.shape(p), jnp.shape(q)):
+            raise ConfigError(f"dequantize: {name} of shape {tuple(jnp.shape(p))} does not fit "
+                              f"q of shape {tuple(jnp.shape(q))}; expected a scalar, the rank "
+                              "of q with sizes 1, the size or a divisor (groups)")
     v = q.astype(jnp.float32)
     if zero_point is not None:
         v = v - expand(zero_point, q.shape)
@@ -309,6 +345,7 @@ def fake_quant(x: jax.Array, bits: Any = 8, *, axis: Axis = None, group_size: in
         [1.0, 1.0]
     """
     check_bits(bits)
+    x = _numeric_input(x, "fake_quant", floating=True)
     check_finite(x)
     lo, hi = minmax(jax.lax.stop_gradient(x), axis, group_size, group_axis)
     scale, zp = qparams(lo, hi, bits, symmetric=symmetric, signed=signed)
