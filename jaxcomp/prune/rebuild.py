@@ -29,8 +29,8 @@ Example:
     >>> x = jnp.ones((2, 8))
     >>> params, state = model.init(jax.random.key(0), x)
     >>> small = shrink(model, params, state, x, sparsity=0.5)
-    >>> [(l["path"], l["features"]) for l in small.record["layers"]]
-    [('Dense_0', 3), ('Dense_1', 2)]
+    >>> [(l["path"], l["in_features"], l["features"]) for l in small.record["layers"]]
+    [('Dense_0', 8, 3), ('Dense_1', 3, 2), ('Dense_2', 2, 3)]
     >>> m = rebuild(small.record, model)
     >>> y = m.apply(small.params, small.model_state, x)[0]
     >>> bool(np.allclose(y, small.model.apply(small.params, small.model_state, x)[0], atol=1e-6))
@@ -60,33 +60,25 @@ from jaxcomp.flax.modules import batch_stats, is_nnx, layer_kind, pure_params
 from jaxcomp.flax.nnx import from_nnx
 
 FORMAT = "jaxcomp.surgery/1"
-_JSON = (int, float, str, bool, type(None))
 
 
 # ------------------------------------------------------------------ the record
 def _jsonable(v: Any) -> bool:
-    if isinstance(v, _JSON):
-        return True
-    return isinstance(v, tuple | list) and all(_jsonable(u) for u in v)
+    return isinstance(v, int | float | str | bool | None) or (
+        isinstance(v, tuple | list) and all(_jsonable(u) for u in v))
 
 
 def _qualname(obj: Any) -> str | None:
     mod, qn = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if not mod or not qn or "<" in qn:
-        return None
-    return f"{mod}.{qn}"
+    return None if not mod or not qn or "<" in qn else f"{mod}.{qn}"
 
 
 def _linen_fields(module: nn.Module) -> dict[str, Any] | None:
-    out = {}
-    for f in getattr(module, "__dataclass_fields__", {}):
-        if f in ("parent", "name"):
-            continue
-        v = getattr(module, f)
-        if not _jsonable(v):
-            return None
-        out[f] = list(v) if isinstance(v, tuple) else v
-    return out
+    out = {f: getattr(module, f) for f in getattr(module, "__dataclass_fields__", {})
+           if f not in ("parent", "name")}
+    if not all(_jsonable(v) for v in out.values()):
+        return None
+    return {f: list(v) if isinstance(v, tuple) else v for f, v in out.items()}
 
 
 def _linen_calls(model: Model, x: Any) -> list[tuple[str, Any]]:
@@ -101,12 +93,10 @@ def _linen_calls(model: Model, x: Any) -> list[tuple[str, Any]]:
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(rec):
-        jax.eval_shape(model.init, jax.random.key(0), _abstract_x(x))
+        # a fresh function: a cached trace of model.init would bypass the interceptor
+        jax.eval_shape(lambda k, v: model.init(k, v), jax.random.key(0),
+                       jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)))
     return calls
-
-
-def _abstract_x(x: Any) -> Any:
-    return jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
 
 
 def _nnx_layers(make: Any) -> list[tuple[str, Any]]:
@@ -115,17 +105,13 @@ def _nnx_layers(make: Any) -> list[tuple[str, Any]]:
             if path and layer_kind(node) is not None]
 
 
-def _fgc(module: Any) -> int:
-    return int(getattr(module, "feature_group_count", 1) or 1)
-
-
 def _layer_entry(path: str, module: Any, old: Mapping[str, tuple], new: Mapping[str, tuple]):
     kind = layer_kind(module)
     if kind in ("dense", "conv"):
         k_old, k_new = old.get(f"{path}/kernel"), new.get(f"{path}/kernel")
         if k_old is None or k_new is None or k_old == k_new:
             return None
-        g = _fgc(module) if kind == "conv" else 1
+        g = int(getattr(module, "feature_group_count", 1) or 1)
         depthwise = g > 1 and k_old[-2] == 1
         new_g = k_new[-1] // (k_old[-1] // g) if depthwise else g
         return {"path": path, "kind": kind, "features": int(k_new[-1]),
@@ -216,6 +202,8 @@ class Resized(nn.Module):
             m = ctx.module
             if ctx.method_name == "__call__" and m.path:
                 path = "/".join(m.path)
+                if path not in feats and path not in over and m.path[0] == "inner":
+                    path = "/".join(m.path[1:])  # attribute submodules (shared scope)
                 if path in feats and isinstance(m, nn.Dense | nn.Conv):
                     object.__setattr__(m, "features", feats[path][0])
                     if isinstance(m, nn.Conv):
@@ -245,19 +233,17 @@ def _import(record: Mapping[str, Any]) -> Any:
     if not name:
         raise ConfigError("rebuild: the record names no importable model class (a lambda or "
                           "a local class); pass module= (the original module or constructor)")
-    mod_name, _, attr = name.rpartition(".")
-    obj: Any = None
-    while mod_name:
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):  # the longest importable module prefix
         try:
-            obj = importlib.import_module(mod_name)
-            break
+            obj = importlib.import_module(".".join(parts[:i]))
         except ModuleNotFoundError:
-            mod_name, _, head = mod_name.rpartition(".")
-            attr = f"{head}.{attr}"
-    if obj is None:
+            continue
+        for part in parts[i:]:
+            obj = getattr(obj, part)
+        break
+    else:
         raise ConfigError(f"rebuild: cannot import {name!r}; pass module=")
-    for part in attr.split("."):
-        obj = getattr(obj, part)
     if record["framework"] == "nnx":
         return obj
     if spec.get("fields") is None:
@@ -302,7 +288,7 @@ def resize_nnx(module: nnx.Module, record: Mapping[str, Any], rngs: nnx.Rngs) ->
 
 def _check(model: Model, record: Mapping[str, Any]) -> None:
     x = jax.ShapeDtypeStruct(tuple(record["input"]["shape"]), record["input"]["dtype"])
-    p, s = jax.eval_shape(model.init, jax.random.key(0), x)
+    p, s = jax.eval_shape(lambda k, v: model.init(k, v), jax.random.key(0), x)
     got = _shapes(p, s)
     want = {k: tuple(v) for k, v in record["shapes"].items()}
     bad = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
@@ -356,7 +342,6 @@ def rebuild(record: Mapping[str, Any], module: Any = None, *,
 # ------------------------------------------------------------------ save / load
 class Restored(NamedTuple):
     """What :func:`load_shrunk` gives back."""
-
     model: Model
     params: Any
     model_state: Any
@@ -372,8 +357,7 @@ def save_shrunk(directory: str, small: Any, *, record: Mapping[str, Any] | None 
     import orbax.checkpoint as ocp
 
     record = dict(record if record is not None else small.record)
-    directory = os.path.abspath(directory)
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(directory := os.path.abspath(directory), exist_ok=True)
     tree = {"params": pure_params(small.params)}
     if jax.tree.leaves(_pure_state(small.model_state)):
         tree["model_state"] = _pure_state(small.model_state)
@@ -397,10 +381,9 @@ def load_shrunk(directory: str, module: Any = None, *, key: jax.Array | None = N
     model = rebuild(record, module)
     x = jnp.zeros(tuple(record["input"]["shape"]), record["input"]["dtype"])
     params, ms = model.init(jax.random.key(0) if key is None else key, x)
-    target = {"params": pure_params(params)}
-    has_state = jax.tree.leaves(_pure_state(ms))
-    if has_state:
-        target["model_state"] = _pure_state(ms)
+    has_state = bool(jax.tree.leaves(_pure_state(ms)))
+    target = {"params": pure_params(params), **({"model_state": _pure_state(ms)} if has_state
+                                                 else {})}
     with ocp.StandardCheckpointer() as ck:
         got = ck.restore(os.path.join(directory, "variables"), jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), target))
