@@ -77,8 +77,9 @@ def _run_all(model, params, ms, x, ds):
     lv, grads = jax.jit(jax.value_and_grad(loss))(params)
     out["distill"] = ({k: v for k, v in feats_t.items()}, float(lv), pure_params(grads))
     # prune sensitivity: unstructured per layer and channels per group
-    rows = jp.sensitivity.sensitivity(model, params, ms, ds, [0.25, 0.5], kind="prune")
-    rows += jp.sensitivity.sensitivity(model, params, ms, ds, [0.5], kind="channels")
+    sens = jp.sensitivity.sensitivity
+    rows = sens(model, params, ms, ds, [0.25, 0.5], ["block1/conv2/kernel", "head/kernel"])
+    rows += sens(model, params, ms, ds, [0.5], ["block0/conv1/kernel"], kind="channels")
     out["sensitivity"] = rows
     return out
 
