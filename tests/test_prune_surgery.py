@@ -154,8 +154,19 @@ def test_rebuilt_mlp_module_matches_shrunk():
     a = rebuilt.apply(small.params, small.model_state, x)[0]
     b = small.model.apply(small.params, small.model_state, x)[0]
     np.testing.assert_allclose(a, b, atol=1e-6)
-    with pytest.raises(ConfigError, match="not a jaxcomp MLP"):
-        rebuild_linen(*_build("user_mlp")[:1], small)
+    # any other linen model: its own module with the new widths (here nn.Sequential)
+    umodel, ushape = _build("user_mlp")
+    ux, uparams, ustate = _perturbed(umodel, ushape)
+    usmall = shrink(umodel, uparams, ustate, ux, sparsity=0.5)
+    urebuilt = rebuild_linen(umodel, usmall)
+    assert urebuilt.init(jax.random.key(0), ux)[0]["layers_2"]["kernel"].shape == (8, 4)
+    np.testing.assert_allclose(urebuilt.apply(usmall.params, usmall.model_state, ux)[0],
+                               usmall.model.apply(usmall.params, usmall.model_state, ux)[0],
+                               atol=1e-6)
+    nsmall = shrink(*_build("nnx_mlp")[:1], *_perturbed(*_build("nnx_mlp"))[1:],
+                    _perturbed(*_build("nnx_mlp"))[0], sparsity=0.5)
+    with pytest.raises(ConfigError, match="not a linen model"):
+        rebuild_linen(_build("nnx_mlp")[0], nsmall)
 
 
 def test_shrunk_trains_like_the_masked_model():

@@ -9,9 +9,15 @@ returns a :class:`Shrunk` whose ``model`` is a real, smaller
 computation (its jaxpr, traced once per input shape) with the smaller arrays;
 shape-carrying parameters (broadcast shapes, reshape sizes, the depthwise
 group count) are rewritten from the same channel analysis that found the
-groups, so after ``jax.jit`` XLA compiles a genuinely smaller network. For the
-reference MLP, :func:`rebuild_linen` also gives the matching module config
-(e.g. ``MLP(features=(150, 50))``).
+groups, so after ``jax.jit`` XLA compiles a genuinely smaller network.
+
+``Shrunk.record`` is a JSON-able structure record (per changed layer: path,
+kind, new sizes; the model class): :func:`jaxcomp.prune.rebuild.rebuild` turns
+it into a real Flax module of the new widths (linen or NNX) built from the
+user's own model class, and :func:`~jaxcomp.prune.rebuild.save_shrunk` /
+:func:`~jaxcomp.prune.rebuild.load_shrunk` save and restore it with orbax, so a
+fresh process needs neither the full-size params nor the kept indices. For the
+reference MLP, :func:`rebuild_linen` gives ``MLP(features=(150, 50))``.
 
 The shrunk model computes what the masked model computes, as long as every
 operation between a producer and its consumers maps a zero channel to zero
@@ -60,6 +66,9 @@ class Shrunk(NamedTuple):
     keep: dict[str, np.ndarray]  # kept channel indices per group
     widths: dict[str, int]  # new width of each group
     graph: _g.DependencyGraph
+    # JSON-able structure record (jaxcomp.prune.rebuild): what a fresh process needs to
+    # rebuild the smaller module from the original model class
+    record: dict[str, Any] | None = None
 
 
 def _indices(keep: Any, size: int, name: str) -> np.ndarray:
@@ -290,7 +299,12 @@ def shrink(model: Model, params: Any, model_state: Any, x: Any, *, keep: Mapping
     small_s = slice_tree(model_state, "state", graph, keep)
     small = shrunk_model(model, params, model_state, keep)
     widths = {g: len(keep[g]) if g in keep else graph.groups[g].size for g in graph.groups}
-    result = Shrunk(small, small_p, small_s, keep, widths, graph)
+    record = None
+    if model.module is not None:
+        from jaxcomp.prune.rebuild import structure_record
+
+        record = structure_record(model, params, model_state, small_p, small_s, x)
+    result = Shrunk(small, small_p, small_s, keep, widths, graph, record)
     if verify:
         diff, scale = masked_vs_shrunk(model, params, model_state, result, x)
         if not diff <= atol * max(1.0, scale):
@@ -325,24 +339,32 @@ def masked_vs_shrunk(model: Model, params: Any, model_state: Any, small: Shrunk,
 
 
 def rebuild_linen(model: Model, small: Shrunk) -> Model:
-    """The reference linen MLP / LeNet-300-100 rebuilt with the shrunk widths, e.g.
-    ``MLP(features=(150, 50))`` — a plain Flax module whose params are ``small.params``.
+    """A plain linen module of the shrunk widths whose params are ``small.params``.
+
+    The reference MLP / LeNet-300-100 comes back as ``MLP(features=(150, 50))``;
+    any other linen model as :func:`jaxcomp.prune.rebuild.rebuild` of
+    ``small.record`` (a :class:`~jaxcomp.prune.rebuild.Resized` module).
 
     Raises:
-      ConfigError: the model is not a :class:`jaxcomp.models.MLP` (use ``small.model``,
-        which works for every model).
+      ConfigError: the model is not a linen model, or has no structure record.
     """
     from jaxcomp.flax import from_linen
     from jaxcomp.models.mlp import MLP
+    from jaxcomp.prune.rebuild import rebuild
 
     module = model.module
-    if not isinstance(module, MLP):
-        raise ConfigError(f"rebuild_linen: model {model.name!r} is not a jaxcomp MLP; use "
-                          "Shrunk.model (a params-driven smaller model) instead")
-    feats = tuple(small.widths.get(f"Dense_{i}/kernel", f) for i, f in
-                  enumerate(module.features))
-    return from_linen(module.clone(features=feats), f"{model.name}_shrunk")
+    if isinstance(module, MLP):
+        feats = tuple(small.widths.get(f"Dense_{i}/kernel", f) for i, f in
+                      enumerate(module.features))
+        return from_linen(module.clone(features=feats), f"{model.name}_shrunk")
+    if small.record is None or small.record["framework"] != "linen":
+        raise ConfigError(f"rebuild_linen: model {model.name!r} is not a linen model with a "
+                          "structure record; use jaxcomp.prune.rebuild.rebuild(small.record, "
+                          "model) (linen or NNX)")
+    return rebuild(small.record, model)
 
 
-__all__ = ["Shrunk", "masked_params", "masked_vs_shrunk", "normalize_keep", "rebuild_linen",
-           "shrink", "shrunk_model", "slice_tree"]
+from jaxcomp.prune.rebuild import load_shrunk, rebuild, save_shrunk  # noqa: E402
+
+__all__ = ["Shrunk", "load_shrunk", "masked_params", "masked_vs_shrunk", "normalize_keep",
+           "rebuild", "rebuild_linen", "save_shrunk", "shrink", "shrunk_model", "slice_tree"]
