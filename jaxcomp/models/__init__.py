@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from flax import nnx
+
 from jaxcomp.core.errors import ConfigError, check_choice
 from jaxcomp.flax import Model, from_linen, from_nnx
 from jaxcomp.models.cnn import DSCNN, LENET5_VARIANTS, NNXCNN, LeNet5, ResCNN, ResidualBlock
@@ -40,13 +42,15 @@ def get_model(name: str, *, input_shape: tuple[int, ...], num_classes: int = 10,
     image = len(input_shape) == 3
     if name == "gpt":
         kw = {"context": int(input_shape[0]) if len(input_shape) == 1 else 256, **kwargs}
+        nnx.eval_shape(lambda: GPT(rngs=nnx.Rngs(0), **kw))  # bad keywords fail here
         return from_nnx(lambda rngs: GPT(rngs=rngs, **kw), name)
     if name == "vit":
         if not image:
             raise ConfigError(f"model.name='vit' needs image inputs (H, W, C); the dataset "
                               f"gives inputs of shape {tuple(input_shape)}")
-        return from_nnx(lambda rngs: ViT(tuple(input_shape), num_classes=num_classes,
-                                         rngs=rngs, **kwargs), name)
+        make = lambda rngs: ViT(tuple(input_shape), num_classes=num_classes, rngs=rngs, **kwargs)
+        nnx.eval_shape(lambda: make(nnx.Rngs(0)))
+        return from_nnx(make, name)
     if name in ("lenet5", "lenet5_caffe", "rescnn", "dscnn", "nnx_cnn") and not image:
         raise ConfigError(f"model.name={name!r} needs image inputs (H, W, C); the dataset gives "
                           f"inputs of shape {tuple(input_shape)}")
