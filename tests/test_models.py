@@ -12,7 +12,7 @@ from jaxcomp.models import MODELS, get_model
 X = jnp.ones((2, 28, 28, 1))
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "gpt"])  # gpt: tests/test_gpt.py
 def test_every_model_runs(name):
     m = get_model(name, input_shape=(28, 28, 1), num_classes=10)
     params, state = m.init(jax.random.key(0), X)
