@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -226,16 +227,13 @@ class Format:
         """
         f = self.configure(**opts)
         x = f._check(x, what, check)
-        xs = jax.lax.stop_gradient(x).astype(jnp.float32)
-        parts = f.quantize_parts(xs)
-        y = f.dequantize_parts(parts, tuple(x.shape)).astype(x.dtype)
-        return ste(x, y, f.mask(xs, parts).astype(jnp.float32))
+        return _fake_quant(f, x)
 
     def encode(self, x: Any, *, what: str = "x", check: bool = True, **opts: Any) -> Packed:
         """``x`` as packed bytes; :meth:`decode` gives back ``fake_quant(x)`` exactly."""
         f = self.configure(**opts)
         x = f._check(x, what, check)
-        parts = f.quantize_parts(x.astype(jnp.float32))
+        parts = _quantize(f, x.astype(jnp.float32))
         arrays = f.pack({k: np.asarray(v) for k, v in parts.items()})
         return Packed(f.name, tuple(x.shape), str(x.dtype), f.options(), arrays)
 
@@ -243,11 +241,33 @@ class Format:
         """The values a :class:`Packed` stands for (bitwise equal to ``fake_quant``)."""
         f = self.configure(**dict(packed.opts))
         parts = f.unpack(packed.arrays, tuple(packed.shape))
-        return f.dequantize_parts(parts, tuple(packed.shape)).astype(packed.dtype)
+        return _dequantize(f, parts, tuple(packed.shape), jnp.dtype(packed.dtype))
 
     def nbytes(self, packed: Packed) -> int:
         """Bytes of a packed tensor's arrays."""
         return packed.nbytes
+
+
+# The three views are compiled the same way (XLA may rewrite a division by a
+# broadcast scale into a multiplication, so an op-by-op run could differ in the last
+# bit from a compiled one); inside a user's jit these calls are inlined.
+@functools.partial(jax.jit, static_argnums=0)
+def _quantize(f: Format, x: jax.Array) -> dict[str, jax.Array]:
+    return f.quantize_parts(x)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
+def _dequantize(f: Format, parts: Mapping[str, jax.Array], shape: tuple[int, ...],
+                dtype: Any) -> jax.Array:
+    return f.dequantize_parts(parts, shape).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _fake_quant(f: Format, x: jax.Array) -> jax.Array:
+    xs = jax.lax.stop_gradient(x).astype(jnp.float32)
+    parts = _quantize(f, xs)
+    y = _dequantize(f, parts, tuple(x.shape), x.dtype)
+    return ste(x, y, f.mask(xs, parts).astype(jnp.float32))
 
 
 # --------------------------------------------------------------------------- registry

@@ -77,6 +77,7 @@ class IntFormat(Format):
     def quantize_parts(self, x: jax.Array) -> dict[str, jax.Array]:
         scale, zp = self._scales(x)
         q = quantize_with(x, scale, zp, self.bits, symmetric=self.symmetric)
+        q = jnp.where(q == 0, 0.0, q)          # integer codes have no -0 (decode gives +0)
         return {"q": q, "scale": scale, "zero_point": zp}
 
     def dequantize_parts(self, parts: Mapping[str, jax.Array],
