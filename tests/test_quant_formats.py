@@ -240,7 +240,7 @@ def test_ste_gradient_is_identity_inside_range(name):
     x = jnp.asarray(weights((128, 64), seed=4))
     w = jnp.asarray(np.random.default_rng(5).normal(size=x.shape).astype(np.float32))
     for fn in (f.fake_quant, jax.jit(f.fake_quant)):
-        g = np.asarray(jax.grad(lambda x: (fn(x) * w).sum())(x))
+        g = np.asarray(jax.grad(lambda x, fn=fn: (fn(x) * w).sum())(x))
         parts = f.quantize_parts(x)
         inside = np.asarray(f.mask(x, parts))
         np.testing.assert_array_equal(g, np.where(inside, np.asarray(w), 0.0))
