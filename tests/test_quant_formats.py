@@ -158,9 +158,10 @@ def weights(shape=(256, 128), seed=0) -> np.ndarray:
 
 
 CASES = [(n, {}) for n in sorted(FORMATS)] + [
-    (f"int{b}", dict(symmetric=s, axis=a, group_size=g))
-    for b in (2, 3, 4, 8) for s in (True, False)
-    for a, g in ((None, None), (-1, None), (-1, 32), (-1, 64), (-1, 128))]
+    ("int4", dict(symmetric=s, axis=a, group_size=g)) for s in (True, False)
+    for a, g in ((None, None), (-1, None), (-1, 32), (-1, 64), (-1, 128))] + [
+    ("int2", dict(symmetric=False, group_size=128)), ("int3", dict(group_size=64)),
+    ("int8", dict(symmetric=False, axis=None))]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in CASES]
 
 
@@ -191,7 +192,7 @@ def test_nf4_levels_match_published():
 @pytest.mark.parametrize("name,opts", CASES, ids=IDS)
 def test_fake_quant_matches_numpy_reference_and_round_trips(name, opts):
     f = get_format(name, **opts)
-    x = weights()
+    x = weights((128, 96))
     ref = reference(f, x)
     eager = np.asarray(f.fake_quant(jnp.asarray(x)))
     jitted = np.asarray(jax.jit(f.fake_quant)(jnp.asarray(x)))
@@ -237,14 +238,12 @@ def test_bytes_named_targets():
 @pytest.mark.parametrize("name", sorted(FORMATS))
 def test_ste_gradient_is_identity_inside_range(name):
     f = get_format(name)
-    x = jnp.asarray(weights((128, 64), seed=4))
+    x = jnp.asarray(weights((64, 32), seed=4))
     w = jnp.asarray(np.random.default_rng(5).normal(size=x.shape).astype(np.float32))
-    for fn in (f.fake_quant, jax.jit(f.fake_quant)):
-        g = np.asarray(jax.grad(lambda x, fn=fn: (fn(x) * w).sum())(x))
-        parts = f.quantize_parts(x)
-        inside = np.asarray(f.mask(x, parts))
-        np.testing.assert_array_equal(g, np.where(inside, np.asarray(w), 0.0))
-        assert inside.mean() > 0.95            # saturation only clips a few values
+    g = np.asarray(jax.grad(lambda x: (f.fake_quant(x) * w).sum())(x))
+    inside = np.asarray(jax.jit(lambda x: f.mask(x, f.quantize_parts(x)))(x))
+    np.testing.assert_array_equal(g, np.where(inside, np.asarray(w), 0.0))
+    assert inside.mean() > 0.95            # saturation only clips a few values
 
 
 def test_bf16_input_keeps_dtype_and_round_trips():
@@ -396,7 +395,8 @@ def test_format_quant_transform_rules_and_tree_export():
 
 def test_format_quant_conformance():
     where = lambda p, x: x.ndim >= 2 and x.shape[-2] % 16 == 0           # noqa: E731
-    check_transform(lambda: format_quant("nvfp4", where=where), param_sets=("linen",))
+    check_transform(lambda: format_quant("nvfp4", where=where), param_sets=("linen",),
+                    steps=(0, 1))
     check_transform(lambda: format_quant("int4", where=where, group_size=16),
                     param_sets=("nnx",), steps=(0, 1))
 
