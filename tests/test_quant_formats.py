@@ -349,6 +349,8 @@ def test_registry_is_live_and_unknown_names_suggest():
         get_format("int4", groupsize=32)
     with pytest.raises(ConfigError, match="block_size"):
         get_format("mxfp4", block_size=0)
+    with pytest.raises(ConfigError, match=r"axis=\[0, 1\]; allowed one int axis"):
+        get_format("int8", axis=[0, 1])
 
 
 def test_bad_inputs_are_clear_errors():

@@ -111,6 +111,8 @@ class ScaledFloatFormat(Format):
 
     def validate(self) -> None:
         check_choice(f"{self.name} element", self.elem, ("e4m3", "e5m2"))
+        if self.axis is not None and not isinstance(self.axis, int | np.integer):
+            raise ConfigError(f"{self.name}: axis={self.axis!r}; allowed one int axis or None")
 
     def check_shape(self, shape: tuple[int, ...], what: str = "x") -> None:
         normalize_axis(self.axis, len(shape), f"{self.name} axis (for {what})")
@@ -154,6 +156,9 @@ class _BlockFormat(Format):
         b = self.block_size
         if not isinstance(b, int | np.integer) or b < 1:
             raise ConfigError(f"{self.name}: block_size={b!r}; allowed a positive int")
+        if self.axis is not None and not isinstance(self.axis, int | np.integer):
+            raise ConfigError(f"{self.name}: axis={self.axis!r}; allowed one int axis or None "
+                              f"(the input axis)")
 
     def check_shape(self, shape, what="x"):
         if not shape:

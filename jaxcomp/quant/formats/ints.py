@@ -48,6 +48,10 @@ class IntFormat(Format):
     def validate(self) -> None:
         if self.bits not in range(2, 9):
             raise ConfigError(f"{self.name}: bits={self.bits!r}; allowed 2..8")
+        for opt in ("axis", "group_axis"):
+            v = getattr(self, opt)
+            if v is not None and not isinstance(v, int | np.integer):
+                raise ConfigError(f"{self.name}: {opt}={v!r}; allowed one int axis or None")
         gs = self.group_size
         if gs is not None and (not isinstance(gs, int | np.integer) or gs < 1):
             raise ConfigError(f"{self.name}: group_size={gs!r}; allowed a positive int "
