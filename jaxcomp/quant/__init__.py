@@ -1,7 +1,8 @@
 """Quantization: uniform affine and fp8 quantizers with straight-through
 gradients, observers, LSQ, activation fake-quant, BatchNorm folding, PTQ / QAT /
 AdaRound pipelines, Deep Compression weight sharing with Huffman coding,
-mixed-precision allocation, and integer export + inference.
+mixed-precision allocation, integer export + inference, and a registry of number
+formats (int, fp8, MX, NVFP4, NF4) with exact packed export (:mod:`.formats`).
 
 Example:
     >>> import jax.numpy as jnp
@@ -11,7 +12,7 @@ Example:
     [-127, 64, 127]
 """
 
-from jaxcomp.quant import deep_compression, huffman, mixed_precision
+from jaxcomp.quant import deep_compression, formats, huffman, mixed_precision
 from jaxcomp.quant.act import ActQuant, act_quant, act_quant_nnx
 from jaxcomp.quant.adaround import adaround
 from jaxcomp.quant.bnfold import Folded, fold_batchnorm
@@ -19,6 +20,7 @@ from jaxcomp.quant.deep_compression import compress, decompress
 from jaxcomp.quant.export import dequantize_tree, export_int, int_bytes, pack_int4, unpack_int4
 from jaxcomp.quant.export import restore as restore_int
 from jaxcomp.quant.export import save as save_int
+from jaxcomp.quant.formats import FORMATS, format_quant, get_format, register_format
 from jaxcomp.quant.fp8 import fake_quant_fp8
 from jaxcomp.quant.intinfer import int_model
 from jaxcomp.quant.kmeans import kmeans1d
@@ -40,11 +42,12 @@ from jaxcomp.quant.uniform import (
 )
 
 __all__ = [
-    "OBSERVERS", "SUPPORTED_BITS", "ActQuant", "Folded", "PTQResult", "act_quant",
+    "FORMATS", "OBSERVERS", "SUPPORTED_BITS", "ActQuant", "Folded", "PTQResult", "act_quant",
     "act_quant_nnx", "adaround", "compress", "decompress", "deep_compression", "huffman",
     "kmeans1d", "mixed_precision", "weight_sharing", "add_lsq_scales", "dequantize",
     "dequantize_tree",
     "export_int", "fake_quant", "fake_quant_fp8", "fake_quant_params", "fold_batchnorm",
+    "format_quant", "formats", "get_format", "register_format",
     "int_bytes", "int_model", "lsq", "lsq_fake_quant", "minmax", "observe", "pack_int4", "ptq",
     "qparams", "qrange", "quantize", "quantize_with", "restore_int", "save_int",
     "ste_fake_quant", "unpack_int4", "weight_quant",
