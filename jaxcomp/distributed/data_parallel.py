@@ -49,7 +49,7 @@ from jaxcomp.distributed.sharding import (
     replicated,
     state_shardings,
 )
-from jaxcomp.engine.loop import FitResult, check_schedule, run
+from jaxcomp.engine.loop import FitResult, check_run_args, check_schedule, run
 from jaxcomp.engine.mesh import evaluate_on_mesh, mesh_programs
 from jaxcomp.flax.model import Model
 from jaxcomp.train.loop import init_state
@@ -127,6 +127,7 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
     """
     mesh = make_mesh() if mesh is None else mesh
     check_schedule(ds, epochs, batch_size)
+    check_run_args(tx=tx, transform=transform, seed=seed, eval_every=eval_every)
     check_divisible("train.batch_size", batch_size, mesh, "data")
     if extra_batch is not None:
         raise ConfigError("fit_data_parallel: extra_batch (per-example extras such as cached "

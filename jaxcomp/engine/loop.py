@@ -72,12 +72,39 @@ class FitResult:
 
 def check_schedule(ds: Dataset, epochs: Any, batch_size: Any) -> None:
     """``train.epochs`` a non-negative integer, ``train.batch_size`` in ``1..len(train)``."""
-    if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 0:
+    if not _is_int(epochs) or epochs < 0:
         raise ConfigError(f"train.epochs: got {epochs!r}; must be an integer >= 0")
     n = len(ds.x_train)
-    if (isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer)
-            or not 0 < batch_size <= n):
+    if not _is_int(batch_size) or not 0 < batch_size <= n:
         raise ConfigError(f"train.batch_size: got {batch_size!r}; allowed 1..{n}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def check_run_args(*, tx: Any = ..., transform: Any = None, seed: Any = 0,
+                   eval_every: Any = 1) -> None:
+    """The rest of a training call's arguments: an optax optimizer, a jaxcomp
+    Transform (or ``None``), an integer seed, ``eval_every`` an integer >= 1.
+
+    Example:
+        >>> import optax
+        >>> check_run_args(tx=optax.sgd(0.1), seed=0, eval_every=1)
+    """
+    if tx is not ... and not (callable(getattr(tx, "init", None))
+                               and callable(getattr(tx, "update", None))):
+        raise ConfigError(f"tx: got {type(tx).__name__} {tx!r:.60}; expected an optax "
+                          "GradientTransformation (e.g. optax.adam(1e-3))")
+    if transform is not None and not all(callable(getattr(transform, f, None))
+                                         for f in ("init", "apply", "update")):
+        raise ConfigError(f"transform: got {type(transform).__name__} {transform!r:.60}; "
+                          "expected a jaxcomp Transform (e.g. jaxcomp.prune.magnitude(0.5)) "
+                          "or None")
+    if not _is_int(seed):
+        raise ConfigError(f"seed: got {seed!r}; expected an integer")
+    if eval_every is not None and (not _is_int(eval_every) or eval_every < 1):
+        raise ConfigError(f"eval_every: got {eval_every!r}; expected an integer >= 1")
 
 
 def epoch_order(n: int, seeds: int | Sequence[int], epoch: int, length: int) -> np.ndarray:
@@ -137,6 +164,7 @@ def run(progs: Programs, state: TrainState, ds: Dataset, *, epochs: int,
         uninterrupted run's).
     """
     check_schedule(ds, epochs, progs.batch_size)
+    check_run_args(eval_every=eval_every)
     mesh = progs.mesh
     stacked = progs.stacked
     if not scan and stacked:
@@ -339,4 +367,4 @@ def _step_epoch(progs: Programs, state: Any, feed: _Feed, order: np.ndarray,
             float(np.mean([to_host(v) for v in accs])))
 
 
-__all__ = ["FitResult", "check_schedule", "epoch_order", "run"]
+__all__ = ["FitResult", "check_run_args", "check_schedule", "epoch_order", "run"]

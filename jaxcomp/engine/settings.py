@@ -37,7 +37,7 @@ import optax
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset
-from jaxcomp.engine.loop import FitResult, OnEpoch, check_schedule, run
+from jaxcomp.engine.loop import FitResult, OnEpoch, check_run_args, check_schedule, run
 from jaxcomp.engine.programs import Augment, Programs
 from jaxcomp.flax.model import Model
 from jaxcomp.train.loop import init_state
@@ -101,6 +101,7 @@ def train_settings(model: Model, ds: Dataset, tx: optax.GradientTransformation, 
     if s == 0:
         raise ConfigError("train_settings: seeds is empty; give one seed per setting")
     check_schedule(ds, epochs, batch_size)
+    check_run_args(tx=tx, transform=transform, eval_every=eval_every)
     for name, tree in (("settings", settings), ("loss_state", loss_state)):
         lead = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(tree)}
         if tree is not None and lead != {s}:

@@ -30,7 +30,7 @@ import optax
 from jaxcomp.core.transform import Transform
 from jaxcomp.data.dataset import Dataset, batches
 from jaxcomp.distributed.memo import memo
-from jaxcomp.engine.loop import FitResult, check_schedule, run
+from jaxcomp.engine.loop import FitResult, check_run_args, check_schedule, run
 from jaxcomp.engine.programs import Augment, Programs
 from jaxcomp.flax.model import Model
 from jaxcomp.train.state import TrainState, create_state, own_copy
@@ -100,6 +100,7 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
       loss becomes NaN or infinite.
     """
     check_schedule(ds, epochs, batch_size)
+    check_run_args(tx=tx, transform=transform, seed=seed, eval_every=eval_every)
     if state is None:
         state = init_state(model, ds, tx, seed=seed, transform=transform)
     else:

@@ -16,4 +16,4 @@ SECTIONS = {
 #: The reference models ``model.name`` may name (``jaxcomp.models.MODELS``; a test
 #: keeps the two equal).
 MODEL_NAMES = ("mlp", "lenet300", "lenet5", "lenet5_caffe", "rescnn", "dscnn", "nnx_mlp",
-               "nnx_cnn")
+               "nnx_cnn", "gpt", "vit")
