@@ -1,0 +1,1 @@
+"""Calibration-based post-training quantization (placeholder docstring)."""
