@@ -82,7 +82,6 @@ def out_err(x, w, wq):
 CASES = [  # (d_in, d_out, bits, group, sym, act_order, block)
     (64, 24, 4, 16, True, False, 32),
     (64, 24, 3, 32, False, False, 16),     # groups larger than blocks
-    (48, 16, 4, None, True, False, 128),   # per-channel, one block
     (96, 20, 4, 32, False, True, 64),      # act-order, static groups
     (40, 12, 8, None, False, True, 16),    # not a multiple of the block (padding)
 ]
@@ -109,16 +108,16 @@ def test_gptq_matches_numpy_reference(case):
 
 @pytest.mark.parametrize("use_jit", [True, False])
 def test_gptq_jit_and_eager_agree(use_jit):
-    x = correlated(jax.random.key(1), 256, 32)
-    w = jax.random.normal(jax.random.key(2), (32, 8))
+    x = correlated(jax.random.key(1), 128, 16)
+    w = jax.random.normal(jax.random.key(2), (16, 4))
     h = S.hessian_of(x)
-    f = lambda w, h: G.gptq(w, h, bits=4, group_size=16, sym=True, block_size=8)[0]  # noqa
+    f = lambda w, h: G.gptq(w, h, bits=4, group_size=8, sym=True, block_size=8)[0]  # noqa
     if use_jit:
         got = jax.jit(f)(w, h)
     else:
         with jax.disable_jit():
             got = f(w, h)
-    ref_w, _ = np_gptq(np.asarray(w), np.asarray(h), 4, 16, True)
+    ref_w, _ = np_gptq(np.asarray(w), np.asarray(h), 4, 8, True)
     assert np.isclose(np.asarray(got), ref_w, rtol=1e-4, atol=1e-4).mean() > 0.99
 
 
