@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -94,19 +95,26 @@ def run_blocks(blocks: Sequence[Block], x: jax.Array, tap: Tap = no_tap) -> jax.
     return x
 
 
-def _stats_fn(apply: Callable, names: tuple[str, ...], seen: set[str]) -> Callable:
+@functools.lru_cache(maxsize=64)
+def _stats_fn(apply: Callable) -> Callable:
+    """The jitted statistics pass of one block function (cached across calls)."""
     def step(params, x, stats):
         new = dict(stats)
 
         def tap(name, v):
             if name in new:
-                seen.add(name)
                 new[name] = stats_update(new[name], v)
             return v
 
         apply(params, x, tap)
         return new
     return jax.jit(step)
+
+
+@functools.lru_cache(maxsize=64)
+def _run_fn(apply: Callable) -> Callable:
+    """The jitted plain forward of one block function (cached across calls)."""
+    return jax.jit(lambda p, x: apply(p, x, no_tap))
 
 
 def quantize_layer(method: str | Callable, w: jax.Array, st: LayerStats, path: str,
@@ -159,7 +167,6 @@ def quantize_blocks(blocks: Sequence[Block], x_calib: Sequence[jax.Array] | jax.
                           "is needed")
     kw = dict(bits=bits, group_size=group_size, sym=sym, damp=damp, block_size=block_size,
               act_order=act_order, n_grid=n_grid)
-    run_cache: dict[int, Callable] = {}
     out_blocks, infos = [], []
     for i, blk in enumerate(blocks):
         leaves = _paths.path_dict(blk.params)
@@ -168,12 +175,11 @@ def quantize_blocks(blocks: Sequence[Block], x_calib: Sequence[jax.Array] | jax.
         if missing:
             raise ConfigError(f"blocks[{i}].linears: {missing} not in the block's params; "
                               f"kernels there: {[p for p in leaves if p.endswith('kernel')]}")
-        seen: set[str] = set()
-        step = _stats_fn(blk.apply, names, seen)
+        step = _stats_fn(blk.apply)
         stats = {p: stats_init(leaves[p].shape[0]) for p in names}
         for xb in xs:
             stats = step(blk.params, xb, stats)
-        untapped = [p for p in names if p not in seen]
+        untapped = [p for p in names if float(stats[p].count) == 0]
         if untapped:
             raise ConfigError(f"blocks[{i}].apply never called tap(name, x) for {untapped}; "
                               "the block must tap the input of every listed linear")
@@ -184,9 +190,7 @@ def quantize_blocks(blocks: Sequence[Block], x_calib: Sequence[jax.Array] | jax.
         del stats
         qparams = _paths.replace(blk.params, new)
         qblk = Block(blk.apply, qparams, names)
-        if id(blk.apply) not in run_cache:
-            run_cache[id(blk.apply)] = jax.jit(lambda p, x, f=blk.apply: f(p, x, no_tap))
-        run = run_cache[id(blk.apply)]
+        run = _run_fn(blk.apply)
         if i + 1 < len(blocks):
             xs = [run(qparams, xb) for xb in xs]   # the old inputs are dropped here
         out_blocks.append(qblk)
