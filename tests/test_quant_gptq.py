@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxcomp.core.errors import ConfigError
-from jaxcomp.quant.calib import gptq as G
+from jaxcomp.quant import calib as G
 from jaxcomp.quant.calib import stats as S
 
 
