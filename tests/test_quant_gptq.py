@@ -151,6 +151,11 @@ def test_hessian_accumulator_matches_one_shot():
                          np.asarray(x).reshape(-1, 12)) / 150
     np.testing.assert_allclose(S.hessian_finalize(st), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(S.collect(list(x)).xtx, st.xtx, rtol=1e-6)
+    acc = S.hessian_accumulator()
+    st2 = acc.init(12)
+    for b in x:
+        st2 = acc.update(st2, b)
+    np.testing.assert_allclose(acc.finalize(st2), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(S.absmean(st), np.abs(np.asarray(x)).reshape(-1, 12).mean(0),
                                rtol=1e-5)
 

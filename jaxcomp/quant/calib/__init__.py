@@ -66,8 +66,10 @@ from jaxcomp.quant.calib.rotate import (
 )
 from jaxcomp.quant.calib.smooth import fold_smoothing, smooth_scales, w8a8
 from jaxcomp.quant.calib.stats import (
+    HessianAccumulator,
     LayerStats,
     hessian,
+    hessian_accumulator,
     hessian_finalize,
     hessian_init,
     hessian_of,
@@ -75,9 +77,10 @@ from jaxcomp.quant.calib.stats import (
 )
 
 __all__ = [
-    "AWQResult", "Block", "CalibResult", "LayerStats", "act_quant_tap", "awq",
+    "AWQResult", "Block", "CalibResult", "HessianAccumulator", "LayerStats", "act_quant_tap", "awq",
     "center_writer", "dequant", "effective_block_size", "effective_kernel", "fold",
     "fold_norm_into_linear", "fold_smoothing", "gptq", "hadamard", "hessian",
+    "hessian_accumulator",
     "hessian_finalize", "hessian_init", "hessian_of", "hessian_update", "layer_inputs",
     "no_tap", "online_rotate", "output_error", "per_channel_weight", "per_tensor",
     "per_tensor_scale", "per_token", "quantize_blocks", "quantize_layer", "random_hadamard",

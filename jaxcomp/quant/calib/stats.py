@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import jax
@@ -80,6 +80,27 @@ def absmean(st: LayerStats) -> jax.Array:
 hessian_init = stats_init
 hessian_update = stats_update
 hessian_finalize = hessian
+
+
+class HessianAccumulator(NamedTuple):
+    """``init(dim)``, ``update(state, x)`` (jit-safe), ``finalize(state) -> H``."""
+
+    init: Callable[[int], LayerStats]
+    update: Callable[[LayerStats, jax.Array], LayerStats]
+    finalize: Callable[[LayerStats], jax.Array]
+
+
+def hessian_accumulator() -> HessianAccumulator:
+    """The Hessian accumulator as a triple of pure functions (optax style).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> acc = hessian_accumulator()
+        >>> st = acc.update(acc.init(2), jnp.array([[1.0, 2.0]]))
+        >>> acc.finalize(st).tolist()
+        [[2.0, 4.0], [4.0, 8.0]]
+    """
+    return HessianAccumulator(stats_init, stats_update, hessian)
 
 
 def hessian_of(x: jax.Array) -> jax.Array:
