@@ -12,7 +12,7 @@ Example:
     [-127, 64, 127]
 """
 
-from jaxcomp.quant import deep_compression, formats, huffman, mixed_precision
+from jaxcomp.quant import calib, deep_compression, formats, huffman, mixed_precision
 from jaxcomp.quant.act import ActQuant, act_quant, act_quant_nnx
 from jaxcomp.quant.adaround import adaround
 from jaxcomp.quant.bnfold import Folded, fold_batchnorm
@@ -43,7 +43,8 @@ from jaxcomp.quant.uniform import (
 
 __all__ = [
     "FORMATS", "OBSERVERS", "SUPPORTED_BITS", "ActQuant", "Folded", "PTQResult", "act_quant",
-    "act_quant_nnx", "adaround", "compress", "decompress", "deep_compression", "huffman",
+    "act_quant_nnx", "adaround", "calib", "compress", "decompress", "deep_compression",
+    "huffman",
     "kmeans1d", "mixed_precision", "weight_sharing", "add_lsq_scales", "dequantize",
     "dequantize_tree",
     "export_int", "fake_quant", "fake_quant_fp8", "fake_quant_params", "fold_batchnorm",
