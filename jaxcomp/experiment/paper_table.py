@@ -252,6 +252,44 @@ def table_logger(table: str):
     return log
 
 
+def claims_summary(claims: list) -> str:
+    """"All claims pass." or which fail, with the measured value and the fixed threshold.
+
+    Example:
+        >>> claims_summary([Claim("a", "x", value=0.5, threshold=1.0, op=">=")])
+        'Failing: a (0.50 vs >= 1.0). Reported as measured; thresholds unchanged.'
+    """
+    failing = [c for c in claims if not c.passed]
+    if not failing:
+        return "All claims pass."
+    return ("Failing: " + "; ".join(f"{c.id} ({c.value:.2f} vs {c.op} {c.threshold})"
+                                    for c in failing)
+            + ". Reported as measured; thresholds unchanged.")
+
+
+class TableKit:
+    """What every table module starts with: its config loader, its stderr logger
+    and its Fashion-MNIST subset, for table ``table`` with config ``config``.
+
+    Example:
+        >>> kit = TableKit("T3", "t3_gradual")
+        >>> kit.load_config(quick=True).limit_train > 0
+        True
+    """
+
+    def __init__(self, table: str, config: str):
+        self.table, self.config = table, config
+        self.log = table_logger(table)
+
+    def load_config(self, quick: bool = False):
+        """The table's config (its ``quick`` block on top in quick mode)."""
+        return load_table_config(self.config, quick)
+
+    def data(self, cfg):
+        """Fashion-MNIST cut to the config's ``limit_train`` / ``limit_test``."""
+        return fashion_mnist_subset(cfg.limit_train, cfg.limit_test)
+
+
 def limit_dataset(ds, limit_train: int = 0, limit_test: int = 0):
     """``ds`` truncated to its first ``limit_*`` examples (0 = all)."""
     if limit_train:

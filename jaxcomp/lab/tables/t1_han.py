@@ -15,14 +15,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcomp.experiment.paper_table import (
-    Claim,
-    TableResult,
-    fashion_mnist_subset,
-    load_table_config,
-    mean_std,
-    table_logger,
-)
+from jaxcomp.experiment.paper_table import Claim, TableKit, TableResult, claims_summary, mean_std
 from jaxcomp.models import get_model
 from jaxcomp.prune import apply_masks, global_masks, layerwise_masks
 from jaxcomp.prune.recipes import PruneTrainer, kept_fraction
@@ -32,15 +25,8 @@ TITLE = "Learning both Weights and Connections: iterative prune → retrain (LeN
 CONFIG = "t1_han"
 
 
-def load_config(quick: bool):
-    return load_table_config(CONFIG, quick)
-
-
-_log = table_logger(TABLE)
-
-
-def _data(cfg):
-    return fashion_mnist_subset(cfg.limit_train, cfg.limit_test)
+_KIT = TableKit(TABLE, CONFIG)
+load_config, _log, _data = _KIT.load_config, _KIT.log, _KIT.data
 
 
 def kernels(params):
@@ -130,11 +116,7 @@ def run(quick: bool = False) -> TableResult:
             "seconds": round(time.time() - t0, 1)}
     paper = {"dense_error_pct": 1.64, "pruned_12x_error_pct": 1.59,
              "keep_per_layer_12x": {"fc1": 0.08, "fc2": 0.09, "fc3": 0.26}}
-    passed = all(c.passed for c in claims)
-    analysis = ("All claims pass." if passed else
-                "Failing: " + "; ".join(f"{c.id} ({c.value:.2f} vs {c.op} {c.threshold})"
-                                        for c in claims if not c.passed) +
-                ". Reported as measured; thresholds unchanged.")
+    analysis = claims_summary(claims)
     return TableResult(
         TABLE, TITLE, paper, ours, claims,
         deviations=["Fashion-MNIST instead of MNIST; Adam instead of Caffe SGD.",

@@ -15,13 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcomp.experiment.paper_table import (
-    Claim,
-    TableResult,
-    fashion_mnist_subset,
-    load_table_config,
-    table_logger,
-)
+from jaxcomp.experiment.paper_table import Claim, TableKit, TableResult
 from jaxcomp.models import get_model
 from jaxcomp.prune import magnitude, prune_once
 from jaxcomp.quant import deep_compression as dc
@@ -33,15 +27,8 @@ TITLE = "Deep Compression: pruning + k-means weight sharing + Huffman (LeNet-300
 CONFIG = "t2_deep_compression"
 
 
-def load_config(quick: bool):
-    return load_table_config(CONFIG, quick)
-
-
-_log = table_logger(TABLE)
-
-
-def _data(cfg):
-    return fashion_mnist_subset(cfg.limit_train, cfg.limit_test)
+_KIT = TableKit(TABLE, CONFIG)
+load_config, _log, _data = _KIT.load_config, _KIT.log, _KIT.data
 
 
 _EVAL: dict = {}

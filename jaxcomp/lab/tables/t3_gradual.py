@@ -13,14 +13,7 @@ import time
 
 import numpy as np
 
-from jaxcomp.experiment.paper_table import (
-    Claim,
-    TableResult,
-    fashion_mnist_subset,
-    load_table_config,
-    mean_std,
-    table_logger,
-)
+from jaxcomp.experiment.paper_table import Claim, TableKit, TableResult, claims_summary, mean_std
 from jaxcomp.models import get_model
 from jaxcomp.prune.recipes import PruneTrainer, kept_fraction
 
@@ -29,15 +22,8 @@ TITLE = "To prune, or not to prune: gradual magnitude pruning (LeNet-300-100)"
 CONFIG = "t3_gradual"
 
 
-def load_config(quick: bool):
-    return load_table_config(CONFIG, quick)
-
-
-_log = table_logger(TABLE)
-
-
-def _data(cfg):
-    return fashion_mnist_subset(cfg.limit_train, cfg.limit_test)
+_KIT = TableKit(TABLE, CONFIG)
+load_config, _log, _data = _KIT.load_config, _KIT.log, _KIT.data
 
 
 def small_widths(budget: int, d_in: int = 784, classes: int = 10) -> tuple[int, int]:
@@ -114,11 +100,7 @@ def run(quick: bool = False) -> TableResult:
                       "non-zero parameters (ImageNet CNNs, PTB LSTMs); the cubic schedule with "
                       "Δt between 100 and 1000 steps",
              "schedule": "s_t = s_f + (s_i − s_f)(1 − (t − t0)/(nΔt))³"}
-    passed = all(c.passed for c in claims)
-    analysis = ("All claims pass." if passed else
-                "Failing: " + "; ".join(f"{c.id} ({c.value:.2f} vs {c.op} {c.threshold})"
-                                        for c in claims if not c.passed) +
-                ". Reported as measured; thresholds unchanged.")
+    analysis = claims_summary(claims)
     return TableResult(
         TABLE, TITLE, paper, ours, claims,
         deviations=["Fashion-MNIST LeNet-300-100 instead of ImageNet/PTB models.",

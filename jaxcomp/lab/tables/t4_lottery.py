@@ -19,14 +19,7 @@ import optax
 from jaxcomp.engine.evaluate import evaluate_state
 from jaxcomp.engine.loop import epoch_order
 from jaxcomp.engine.programs import Programs
-from jaxcomp.experiment.paper_table import (
-    Claim,
-    TableResult,
-    fashion_mnist_subset,
-    load_table_config,
-    mean_std,
-    table_logger,
-)
+from jaxcomp.experiment.paper_table import Claim, TableKit, TableResult, mean_std
 from jaxcomp.models import get_model
 from jaxcomp.prune import lottery
 from jaxcomp.train.state import TrainState
@@ -36,15 +29,8 @@ TITLE = "The Lottery Ticket Hypothesis: IMP with rewinding to init (LeNet-300-10
 CONFIG = "t4_lottery"
 
 
-def load_config(quick: bool):
-    return load_table_config(CONFIG, quick)
-
-
-_log = table_logger(TABLE)
-
-
-def _data(cfg):
-    return fashion_mnist_subset(cfg.limit_train, cfg.limit_test)
+_KIT = TableKit(TABLE, CONFIG)
+load_config, _log, _data = _KIT.load_config, _KIT.log, _KIT.data
 
 
 class Trainer:

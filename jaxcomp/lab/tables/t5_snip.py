@@ -13,14 +13,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxcomp.experiment.paper_table import (
-    Claim,
-    TableResult,
-    fashion_mnist_subset,
-    load_table_config,
-    mean_std,
-    table_logger,
-)
+from jaxcomp.experiment.paper_table import Claim, TableKit, TableResult, mean_std
 from jaxcomp.models import get_model
 from jaxcomp.prune import global_masks, layerwise_masks, snip_scores
 from jaxcomp.prune.recipes import PruneTrainer, kept_fraction
@@ -32,15 +25,8 @@ CONFIG = "t5_snip"
 KERNELS = ("Dense_0/kernel", "Dense_1/kernel", "Dense_2/kernel")
 
 
-def load_config(quick: bool):
-    return load_table_config(CONFIG, quick)
-
-
-_log = table_logger(TABLE)
-
-
-def _data(cfg):
-    return fashion_mnist_subset(cfg.limit_train, cfg.limit_test)
+_KIT = TableKit(TABLE, CONFIG)
+load_config, _log, _data = _KIT.load_config, _KIT.log, _KIT.data
 
 
 def snip_masks(model, params, x, y, sparsity):
