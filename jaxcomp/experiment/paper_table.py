@@ -290,6 +290,13 @@ class TableKit:
         return fashion_mnist_subset(cfg.limit_train, cfg.limit_test)
 
 
+def accuracy_on_test(model, params, model_state, ds) -> float:
+    """Test accuracy of ``model`` with ``params`` on ``ds``'s test split."""
+    from jaxcomp.train.step import evaluate
+
+    return evaluate(model, params, model_state, ds.x_test, ds.y_test)["accuracy"]
+
+
 def limit_dataset(ds, limit_train: int = 0, limit_test: int = 0):
     """``ds`` truncated to its first ``limit_*`` examples (0 = all)."""
     if limit_train:

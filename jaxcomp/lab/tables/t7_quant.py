@@ -21,10 +21,10 @@ import optax
 from jaxcomp.data import load_dataset
 from jaxcomp.experiment.paper_table import (
     Claim,
+    TableKit,
     TableResult,
+    accuracy_on_test,
     limit_dataset,
-    load_table_config,
-    table_logger,
 )
 from jaxcomp.models import get_model
 from jaxcomp.quant.act import act_quant
@@ -33,7 +33,7 @@ from jaxcomp.quant.export import export_int
 from jaxcomp.quant.intinfer import int_model
 from jaxcomp.quant.ptq import layer_rules, ptq
 from jaxcomp.quant.transform import weight_quant
-from jaxcomp.train import evaluate, fit
+from jaxcomp.train import fit
 from jaxcomp.train.loop import init_state
 
 TABLE = "T7"
@@ -49,15 +49,9 @@ PAPER = {
 }
 
 
-def load_config():
-    return load_table_config("t7_quant")
-
-
-_log = table_logger("T7")
-
-
-def _acc(model, params, ms, ds) -> float:
-    return evaluate(model, params, ms, ds.x_test, ds.y_test)["accuracy"]
+_KIT = TableKit("T7", "t7_quant")
+load_config, _log = _KIT.load_config, _KIT.log
+_acc = accuracy_on_test
 
 
 def _agreement(a_model, a_params, a_ms, b_model, b_params, x) -> float:

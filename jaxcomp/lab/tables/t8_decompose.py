@@ -31,13 +31,13 @@ from jaxcomp.decompose.blas import one_blas_thread
 from jaxcomp.experiment.ledger import count_params, forward_flops
 from jaxcomp.experiment.paper_table import (
     Claim,
+    TableKit,
     TableResult,
+    accuracy_on_test,
     limit_dataset,
-    load_table_config,
-    table_logger,
 )
 from jaxcomp.models import get_model
-from jaxcomp.train import evaluate, fit
+from jaxcomp.train import fit
 from jaxcomp.train.loop import init_state
 
 TABLE = "T8"
@@ -54,15 +54,9 @@ PAPER = {
 }
 
 
-def load_config():
-    return load_table_config("t8_decompose")
-
-
-_log = table_logger("T8")
-
-
-def _acc(model, params, ms, ds) -> float:
-    return evaluate(model, params, ms, ds.x_test, ds.y_test)["accuracy"]
+_KIT = TableKit("T8", "t8_decompose")
+load_config, _log = _KIT.load_config, _KIT.log
+_acc = accuracy_on_test
 
 
 def _finetune(model, params, ms, ds, cfg, epochs):
