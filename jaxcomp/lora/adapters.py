@@ -158,6 +158,9 @@ def init_params(params: PyTree, rank: int, *, where: Any = DEFAULT_WHERE,
       except with ``"pissa"``).
     """
     check_choice("lora: init", init, INITS)
+    if isinstance(rank, bool) or not isinstance(rank, int | np.integer) or rank < 1:
+        raise ConfigError(f"lora: rank: got {rank!r}; allowed an integer in [1, min(in, out)] "
+                          "of every selected kernel")
     if alpha is None:
         alpha = rank
     check_number("lora: alpha", alpha, 0.0, None, lo_open=True)
