@@ -36,7 +36,8 @@ def test_base_dequantizes_to_the_formats_values(fmt, opts, use_jit):
     lp = lora.init_params(p, 4, key=jax.random.key(1))
     qp, base = lora.quantize_base(lp, fmt, **opts)
     assert "kernel" not in qp["a"] and "bias" in qp["a"]
-    assert {x.dtype for x in jax.tree.leaves(base)} == {jnp.dtype(jnp.uint8), jnp.dtype(jnp.float32)}
+    dtypes = {x.dtype for x in jax.tree.leaves(base)}
+    assert dtypes == {jnp.dtype(jnp.uint8), jnp.dtype(jnp.float32)}
     f = get_format(fmt, **opts)
     deq = (jax.jit(lambda b: b.dequantize()) if use_jit else lambda b: b.dequantize())(base)
     for name in ("a", "b"):
