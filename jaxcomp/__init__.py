@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 _CORE = ("Transform", "chain", "identity", "named_chain", "paths", "resolve_rules", "schedules",
          "select", "selected_paths", "stateless")
 _SUBPACKAGES = ("commands", "core", "data", "decompose", "distill", "distributed", "experiment",
-                "flax", "models", "prune", "quant", "sweep", "train")
+                "flax", "lora", "models", "prune", "quant", "sweep", "train")
 
 
 def __getattr__(name: str) -> Any:
