@@ -41,7 +41,7 @@ def test_sparsegpt_matches_the_row_by_row_numpy_reference(kw):
 
 
 def test_sparsegpt_jit_traced_sparsity_and_no_jit_agree():
-    x, w = _data(n_in=24, n_out=8, tokens=200)
+    x, w = _data(n_in=16, n_out=4, tokens=100)
     h = hessian_of(x)
     ws, keep = sparsegpt(w, h, sparsity=0.5, block_size=8)
     jitted = jax.jit(lambda w, h, s: sparsegpt(w, h, sparsity=s, block_size=8))
