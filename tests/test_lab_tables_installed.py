@@ -21,7 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def test_every_table_has_a_config_and_a_checkout_script():
     names = tables()
-    assert list(names) == [f"T{i}" for i in range(1, 9)]
+    assert list(names) == [f"T{i}" for i in range(1, len(names) + 1)] and len(names) >= 9
     for key, module in names.items():
         stem = module.rsplit(".", 1)[1]
         cfg = load_table_config(stem)
@@ -76,7 +76,7 @@ def test_installed_copy_outside_a_checkout_finds_every_table(installed, tmp_path
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["file"].startswith(str(site))
-    assert out["checkout"] == "None" and out["t1"] == "T1" and len(out["cfgs"]) == 8
+    assert out["checkout"] == "None" and out["t1"] == "T1" and len(out["cfgs"]) == len(tables())
     assert out["quick"] == os.path.join("runs", "reproduce_quick")
     assert out["full"] == os.path.join("runs", "reproduce")
 

@@ -1,0 +1,223 @@
+"""The transformer tables' base GPT: trained once per (config, seed) and cached.
+
+:func:`trained_gpt` builds the byte GPT of ``configs/gpt_base.py`` (or a given
+config), trains it with :func:`jaxcomp.models.lm.train_lm` on the fortunes corpus
+(:func:`jaxcomp.data.text.fortunes`) and saves the params with orbax under a cache
+directory keyed by a hash of (model config, training config, seed, corpus sha256), so
+T9, T10 and T11 (and a re-run) share one training. The cache is
+``$JAXCOMP_CACHE/gpt`` if set, else ``runs/gpt_cache`` in the checkout (or
+``~/.cache/jaxcomp/gpt`` for an installed package).
+
+Example:
+    >>> import tempfile, os
+    >>> from jaxcomp.data.text import TextData
+    >>> cfg = {"model": {"num_layers": 1, "width": 32, "num_heads": 2, "context": 16},
+    ...        "train": {"steps": 4, "batch_size": 4, "learning_rate": 1e-3}}
+    >>> data = TextData.from_bytes(b"the quick brown fox. " * 50, name="toy")
+    >>> d = tempfile.mkdtemp()
+    >>> base = trained_gpt(cfg, seed=0, data=data, cache_dir=d)
+    >>> base.cached, base.steps, base.tokens, base.valid_bpb < 8.0
+    (False, 4, 256, True)
+    >>> trained_gpt(cfg, seed=0, data=data, cache_dir=d).cached
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import time
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+from jaxcomp.core import paths as _paths
+from jaxcomp.core.errors import ConfigError
+from jaxcomp.data.text import TextData, bigram_bpb, unigram_bpb
+from jaxcomp.flax.model import Model
+from jaxcomp.models import get_model
+from jaxcomp.models.lm import bits_per_byte, train_lm
+
+VERSION = 1  # bump when the training recipe below changes meaning
+TRAIN_DEFAULTS = {"steps": 1500, "batch_size": 32, "learning_rate": 2e-3, "warmup": 50,
+                  "weight_decay": 0.1, "clip": 1.0, "eval_every": None,
+                  "max_eval_windows": 256}
+
+
+class BaseGPT(NamedTuple):
+    """A trained GPT and what the tables report beside it."""
+
+    model: Model
+    params: Any
+    model_state: Any
+    data: TextData
+    context: int
+    valid_bpb: float        # on ``eval_windows`` valid windows (all if 0)
+    unigram_bpb: float
+    bigram_bpb: float
+    steps: int
+    tokens: int             # training tokens seen (steps * batch * context)
+    history: list[dict]
+    train_seconds: float    # of the run that trained it (not of a cache read)
+    cached: bool
+    key: str
+
+
+def _plain(cfg: Any) -> dict:
+    if hasattr(cfg, "to_dict"):
+        cfg = cfg.to_dict()
+    return {k: _plain(v) if isinstance(v, Mapping) or hasattr(v, "to_dict") else v
+            for k, v in dict(cfg).items()}
+
+
+def resolve_config(cfg: Any = None, quick: bool = False) -> dict:
+    """``{"model", "train", "eval_windows"}`` from ``cfg`` (default: ``configs/gpt_base``),
+    its ``quick`` block laid over the top in quick mode, training defaults filled in."""
+    if cfg is None:
+        from jaxcomp.lab.tables.configs.gpt_base import get_config
+
+        cfg = get_config()
+    c = _plain(cfg)
+    if quick and "quick" in c:
+        c.update(c["quick"])
+    if "model" not in c:
+        raise ConfigError(f"gpt_base: the config needs a 'model' block; got keys {sorted(c)}")
+    train = {**TRAIN_DEFAULTS, **c.get("train", {})}
+    unknown = sorted(set(train) - set(TRAIN_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"gpt_base.train: unknown keys {unknown}; allowed "
+                          f"{sorted(TRAIN_DEFAULTS)}")
+    return {"model": dict(c["model"]), "train": train,
+            "eval_windows": int(c.get("eval_windows", 0) or 0)}
+
+
+def cache_root() -> pathlib.Path:
+    """``$JAXCOMP_CACHE/gpt``, else ``runs/gpt_cache`` in the checkout, else
+    ``~/.cache/jaxcomp/gpt``."""
+    if os.environ.get("JAXCOMP_CACHE"):
+        return pathlib.Path(os.environ["JAXCOMP_CACHE"]) / "gpt"
+    from jaxcomp.experiment.paper_table import checkout_root
+
+    root = checkout_root()
+    return root / "runs" / "gpt_cache" if root else pathlib.Path.home() / ".cache/jaxcomp/gpt"
+
+
+def cache_key(model_cfg: Mapping, train_cfg: Mapping, seed: int, corpus_sha: str) -> str:
+    """A short hash of everything that decides the trained params."""
+    blob = json.dumps({"model": dict(model_cfg), "train": dict(train_cfg), "seed": int(seed),
+                       "corpus": corpus_sha, "version": VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def make_tx(train: Mapping, steps: int) -> optax.GradientTransformation:
+    """AdamW with linear warm-up and cosine decay to 10%, decay on kernels, clipping."""
+    warm = max(0, min(int(train["warmup"]), steps - 1))
+    sched = optax.warmup_cosine_decay_schedule(0.0, train["learning_rate"], warm,
+                                               max(steps, warm + 1),
+                                               end_value=0.1 * train["learning_rate"])
+    mask = lambda p: jax.tree.map(lambda a: a.ndim >= 2, p)
+    return optax.chain(optax.clip_by_global_norm(train["clip"]),
+                       optax.adamw(sched, weight_decay=train["weight_decay"], mask=mask))
+
+
+def _save(path: pathlib.Path, params: Any, meta: dict) -> None:
+    import orbax.checkpoint as ocp
+
+    flat = {p.replace("/", "."): np.asarray(v) for p, v in _paths.path_dict(params).items()}
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save((tmp / "params").absolute(), flat)
+    ckpt.wait_until_finished()
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
+    if path.exists():
+        import shutil
+
+        shutil.rmtree(path)
+    tmp.rename(path)
+
+
+def _load(path: pathlib.Path, template: Any) -> tuple[Any, dict]:
+    import orbax.checkpoint as ocp
+
+    flat = {p.replace("/", "."): np.asarray(v) for p, v in _paths.path_dict(template).items()}
+    got = ocp.StandardCheckpointer().restore((path / "params").absolute(), flat)
+    params = _paths.replace(template, {p.replace(".", "/"): jax.numpy.asarray(v)
+                                       for p, v in got.items()})
+    return params, json.loads((path / "meta.json").read_text())
+
+
+def trained_gpt(cfg: Any = None, seed: int = 0, quick: bool = False, *,
+                data: TextData | None = None, cache_dir: str | os.PathLike | None = None,
+                log: Any = None) -> BaseGPT:
+    """The tables' base GPT for ``seed``: from the cache, or trained and cached.
+
+    Args:
+      cfg: ``{"model": get_model("gpt") keywords (context included), "train": {steps,
+        batch_size, learning_rate, warmup, weight_decay, clip, eval_every,
+        max_eval_windows}, "eval_windows", "quick": {...}}`` (default
+        ``configs/gpt_base.py``).
+      seed: the init and data-order seed.
+      quick: use the config's ``quick`` block.
+      data: the corpus (default :func:`jaxcomp.data.text.fortunes`).
+      cache_dir: where params are cached (default :func:`cache_root`).
+      log: a ``log(str)`` for progress, or None.
+
+    Returns:
+      a :class:`BaseGPT`.
+    """
+    c = resolve_config(cfg, quick)
+    model_cfg, train = c["model"], c["train"]
+    if "context" not in model_cfg:
+        raise ConfigError("gpt_base.model.context: missing; the window length is needed")
+    context = int(model_cfg["context"])
+    if data is None:
+        from jaxcomp.data.text import fortunes
+
+        data = fortunes()
+    model = get_model("gpt", input_shape=(context,), **model_cfg)
+    key = cache_key(model_cfg, train, seed, data.sha256 or data.name)
+    path = pathlib.Path(cache_dir) if cache_dir else cache_root()
+    path = path / key
+    template, ms = model.init(jax.random.key(seed), None)
+    ev = c["eval_windows"] or None
+    uni = unigram_bpb(data.train, data.valid)
+    bi = bigram_bpb(data.train, data.valid)
+    steps, bs = int(train["steps"]), int(train["batch_size"])
+    if (path / "meta.json").is_file():
+        params, meta = _load(path, template)
+        if log:
+            log(f"base GPT seed {seed}: cached {path}")
+        return BaseGPT(model, params, ms, data, context, meta["valid_bpb"], uni, bi,
+                       meta["steps"], meta["tokens"], meta["history"], meta["train_seconds"],
+                       True, key)
+    t0 = time.perf_counter()
+    state, hist = train_lm(model, data, make_tx(train, steps), steps=steps, batch_size=bs,
+                           context=context, seed=seed, eval_every=train["eval_every"],
+                           max_eval_windows=train["max_eval_windows"])
+    secs = time.perf_counter() - t0
+    if log:
+        log(f"base GPT seed {seed}: {steps} steps in {secs:.0f} s, "
+            f"valid bpb {hist[-1]['valid_bpb']:.3f} (first windows)")
+    params = state.params
+    vb = bits_per_byte(model, params, state.model_state, data, context=context,
+                       batch_size=32, max_windows=ev)
+    meta = {"valid_bpb": vb, "steps": steps, "tokens": steps * bs * context,
+            "history": hist, "train_seconds": secs, "model": model_cfg, "train": train,
+            "seed": seed, "corpus": data.sha256, "eval_windows": ev}
+    _save(path, params, meta)
+    params, _ = _load(path, template)   # the cached copy is what later runs will see
+    return BaseGPT(model, params, state.model_state, data, context, vb, uni, bi, steps,
+                   steps * bs * context, hist, secs, False, key)
+
+
+__all__ = ["BaseGPT", "cache_key", "cache_root", "make_tx", "resolve_config", "trained_gpt"]
