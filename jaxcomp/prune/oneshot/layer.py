@@ -142,8 +142,14 @@ def wanda(w: jax.Array, xnorm: jax.Array, *, sparsity: Any = None, nm: Any = Non
     if getattr(xnorm, "shape", None) != (w.shape[0],):
         raise ConfigError(f"{path}: xnorm: expected shape ({w.shape[0]},) (one norm per input "
                           f"of the {tuple(w.shape)} kernel), got {getattr(xnorm, 'shape', xnorm)}")
+    n, m = nm if nm else (0, 0)
+    return _wanda_core(w, xnorm, jnp.float32(0.0 if sparsity is None else sparsity), n=n, m=m)
+
+
+@functools.partial(jax.jit, static_argnames=("n", "m"))
+def _wanda_core(w, xnorm, sparsity, *, n, m):
     s = jnp.abs(w.astype(jnp.float32)) * xnorm.astype(jnp.float32)[:, None]
-    keep = nm_mask(s, *nm, axis=0, path=path) if nm else _per_output_mask(s, sparsity)
+    keep = nm_mask(s, n, m, axis=0) if m else _per_output_mask(s, sparsity)
     return jnp.where(keep, w, jnp.zeros_like(w)), keep
 
 
