@@ -16,7 +16,7 @@ Example:
     >>> e["values"].tolist(), e["indices"].tolist()
     ([[1.0, 3.0], [2.0, 4.0]], [216])
     >>> bool((decode_nm(e) == w).all()), nm_nbytes(e)
-    (True, 18)
+    (True, 17)
 """
 
 from __future__ import annotations
