@@ -1,0 +1,35 @@
+"""T10 quick mode runs end to end and returns a well-formed result (claims are not
+asserted to pass: quick mode is a smoke test)."""
+
+from __future__ import annotations
+
+import math
+
+from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
+
+
+def check_quick(result, tmp_path):
+    """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
+    ``jaxcomp reproduce all --quick`` once for all tables."""
+    module = load_table("T10")
+    assert module.TABLE == "T10" and module.TITLE
+    assert isinstance(result, TableResult) and result.quick and result.table == "T10"
+    assert [c.id for c in result.claims] == ["a1", "a2", "b1", "b2", "c", "d"]
+    assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)
+    methods = [r["method"] for r in result.rows]
+    assert methods[0] == "dense" and len(methods) == 8
+    # every row is finite and better than chance (8 bits per byte)
+    for r in result.rows:
+        v = r["valid_bpb"]["mean"]
+        assert math.isfinite(v) and 0.0 < v < 8.0, r
+    ours = result.ours
+    assert ours["achieved_sparsity_50"] == 0.5 and ours["achieved_sparsity_2_4"] == 0.5
+    assert ours["export_round_trip_exact"] is True
+    # 2:4 fp32: half the values + 2 bits per kept value = 0.5 + 1/32 of the dense bytes
+    assert math.isclose(ours["sparsegpt_2_4_bytes_vs_dense_fp32"], 0.5 + 1 / 32)
+    assert ours["wanda_prune_seconds"] > 0 and ours["sparsegpt_prune_seconds"] > 0
+    c = {x.id: x.value for x in result.claims}
+    by = {r["method"]: r["valid_bpb"]["mean"] for r in result.rows}
+    assert math.isclose(c["c"], by["sparsegpt 50%"] - by["wanda 50%"], abs_tol=1e-12)
+    md, js = write_results(result, tmp_path)
+    assert md.name == "T10_quick.md" and "Claims" in md.read_text() and js.exists()
