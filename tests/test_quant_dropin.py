@@ -195,13 +195,15 @@ def test_linen_apply_without_stats_is_a_clear_error():
 
 def test_linen_nested_module_paths_are_relative():
     class Outer(nn.Module):
-        @nn.compact
+        def setup(self):
+            self.mlp = quantize_module(MLP((8,), 3), "Dense_0", act_bits=None)
+
         def __call__(self, x):
-            return quantize_module(MLP((8,), 3), "Dense_0", act_bits=None)(x)
+            return self.mlp(x)
 
     v = Outer().init(KEY, X[:1])
-    k = v["params"]["MLP_0"]["Dense_0"]["kernel"]
+    k = v["params"]["mlp"]["Dense_0"]["kernel"]
     h = jnp.maximum(X @ weight_quant(8).apply({"k": k}, weight_quant(8).init({"k": k}))["k"]
-                    + v["params"]["MLP_0"]["Dense_0"]["bias"], 0.0)
-    p1 = v["params"]["MLP_0"]["Dense_1"]
+                    + v["params"]["mlp"]["Dense_0"]["bias"], 0.0)
+    p1 = v["params"]["mlp"]["Dense_1"]
     _close(Outer().apply(v, X), h @ p1["kernel"] + p1["bias"])
