@@ -51,6 +51,7 @@ __all__ = [
     "export_int", "fake_quant", "fake_quant_fp8", "fake_quant_params", "fold_batchnorm",
     "format_quant", "formats", "get_format", "register_format",
     "int_bytes", "int_model", "lsq", "lsq_fake_quant", "minmax", "observe", "pack_int4", "ptq",
-    "QuantStat", "quantize_module", "qparams", "qrange", "quantize", "quantize_with", "restore_int", "save_int",
+    "QuantStat", "quantize_module", "qparams", "qrange", "quantize", "quantize_with",
+    "restore_int", "save_int",
     "ste_fake_quant", "unpack_int4", "weight_quant",
 ]
