@@ -17,6 +17,7 @@ from jaxcomp.quant.act import ActQuant, act_quant, act_quant_nnx
 from jaxcomp.quant.adaround import adaround
 from jaxcomp.quant.bnfold import Folded, fold_batchnorm
 from jaxcomp.quant.deep_compression import compress, decompress
+from jaxcomp.quant.dropin import QuantStat, quantize_module
 from jaxcomp.quant.export import dequantize_tree, export_int, int_bytes, pack_int4, unpack_int4
 from jaxcomp.quant.export import restore as restore_int
 from jaxcomp.quant.export import save as save_int
@@ -50,6 +51,7 @@ __all__ = [
     "export_int", "fake_quant", "fake_quant_fp8", "fake_quant_params", "fold_batchnorm",
     "format_quant", "formats", "get_format", "register_format",
     "int_bytes", "int_model", "lsq", "lsq_fake_quant", "minmax", "observe", "pack_int4", "ptq",
-    "qparams", "qrange", "quantize", "quantize_with", "restore_int", "save_int",
+    "QuantStat", "quantize_module", "qparams", "qrange", "quantize", "quantize_with",
+    "restore_int", "save_int",
     "ste_fake_quant", "unpack_int4", "weight_quant",
 ]

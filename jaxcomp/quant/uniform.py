@@ -313,6 +313,34 @@ def dequantize(q: jax.Array, scale: jax.Array, zero_point: jax.Array | None = No
     return (v * expand(scale, q.shape)).astype(dtype)
 
 
+@jax.custom_vjp
+def _ste_nearest(x: jax.Array, s: jax.Array, z: jax.Array, qmin: jax.Array,
+                 qmax: jax.Array) -> jax.Array:
+    """``(clip(round(x / s + z)) - z) * s`` with the clipped straight-through gradient.
+
+    The same arithmetic as :func:`quantize_with` (so the same codes); the range mask
+    is recomputed in the backward pass from ``x`` instead of being stored, which
+    saves one pass over each quantized tensor per step.
+    """
+    q = jnp.clip(jnp.round(x.astype(jnp.float32) / s + z), qmin, qmax)
+    return ((q - z) * s).astype(x.dtype)
+
+
+def _ste_nearest_fwd(x, s, z, qmin, qmax):
+    return _ste_nearest(x, s, z, qmin, qmax), (x, s, z, qmin, qmax)
+
+
+def _ste_nearest_bwd(res, g):
+    x, s, z, qmin, qmax = res
+    xf = x.astype(jnp.float32)
+    inside = (xf >= (qmin - z) * s) & (xf <= (qmax - z) * s)
+    gx = (g.astype(jnp.float32) * inside).astype(x.dtype)
+    return gx, jnp.zeros_like(s), jnp.zeros_like(z), jnp.zeros_like(qmin), jnp.zeros_like(qmax)
+
+
+_ste_nearest.defvjp(_ste_nearest_fwd, _ste_nearest_bwd)
+
+
 def ste_fake_quant(x: jax.Array, scale: jax.Array, zero_point: jax.Array, bits: Any, *,
                    symmetric: bool = True, signed: bool = True, rounding: str = "nearest",
                    key: jax.Array | None = None) -> jax.Array:
@@ -321,6 +349,10 @@ def ste_fake_quant(x: jax.Array, scale: jax.Array, zero_point: jax.Array, bits: 
     zero_point = jax.lax.stop_gradient(zero_point)
     qmin, qmax = qrange(bits, signed=signed, symmetric=symmetric)
     s, z = expand(scale, x.shape), expand(zero_point, x.shape)
+    if rounding == "nearest":
+        z = jnp.asarray(z, jnp.float32)
+        return _ste_nearest(x, jnp.asarray(s, jnp.float32), z, jax.lax.stop_gradient(qmin),
+                            jax.lax.stop_gradient(qmax))
     lo, hi = (qmin - z) * s, (qmax - z) * s
     xf = x.astype(jnp.float32)
     inside = (xf >= lo) & (xf <= hi)
@@ -347,7 +379,12 @@ def fake_quant(x: jax.Array, bits: Any = 8, *, axis: Axis = None, group_size: in
     check_bits(bits)
     x = _numeric_input(x, "fake_quant", floating=True)
     check_finite(x)
-    lo, hi = minmax(jax.lax.stop_gradient(x), axis, group_size, group_axis)
+    xs = jax.lax.stop_gradient(x)
+    if symmetric and signed:  # qparams uses max(-min, max) = max|x|: one reduction, not two
+        _, hi = minmax(jnp.abs(xs), axis, group_size, group_axis)
+        lo = -hi
+    else:
+        lo, hi = minmax(xs, axis, group_size, group_axis)
     scale, zp = qparams(lo, hi, bits, symmetric=symmetric, signed=signed)
     return ste_fake_quant(x, scale, zp, bits, symmetric=symmetric, signed=signed,
                           rounding=rounding, key=key)
