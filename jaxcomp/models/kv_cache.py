@@ -7,8 +7,11 @@ of ``(B, S, kv_heads, head_dim)`` float arrays. A quantized entry also holds
 | ``kv_quant`` | codes ``k``/``v`` | bytes per cached value |
 |---|---|---|
 | ``"int8"`` | int8 in ``[-127, 127]``, shape ``(B, S, K, D)`` | 1 |
-| ``"int4"`` | uint8, **two codes per byte**, shape ``(B, S, K, D/2)``: ``q[..., j] + 8`` in the low nibble and ``q[..., j + D/2] + 8`` in the high one (codes in ``[-7, 7]``) | 1/2 |
+| ``"int4"`` | uint8, two codes per byte, shape ``(B, S, K, D/2)`` (below) | 1/2 |
 | ``"fp8"`` | ``float8_e4m3fn``, shape ``(B, S, K, D)`` | 1 |
+
+int4 packing: ``q[..., j] + 8`` in the low nibble, ``q[..., j + D/2] + 8`` in the high
+one (codes in ``[-7, 7]``; an empty cache byte is ``0x88``, i.e. two zeros).
 
 Scales are symmetric absmax (``max|x| / qmax``, ``qmax`` = 127, 7 or 448), with
 ``kv_scale``:
@@ -75,8 +78,8 @@ def init_kv_cache(num_layers: int, batch: int, max_len: int, kv_heads: int, head
                 for _ in range(num_layers)]
     cshape = shape[:-1] + (head_dim // 2 if kv_quant == "int4" else head_dim,)
     sshape = shape[:-1] if kv_scale == "token" else (batch, kv_heads)
-    code = _CODE_DTYPE[kv_quant]
-    return [{"k": jnp.zeros(cshape, code), "v": jnp.zeros(cshape, code),
+    zero = jnp.full(cshape, 0x88 if kv_quant == "int4" else 0, _CODE_DTYPE[kv_quant])
+    return [{"k": zero, "v": zero,
              "k_scale": jnp.zeros(sshape, jnp.float32), "v_scale": jnp.zeros(sshape, jnp.float32)}
             for _ in range(num_layers)]
 
@@ -183,7 +186,7 @@ def kv_cache_bytes(num_layers: int, batch: int, max_len: int, kv_heads: int, hea
     return per * (values + 4 * (max_len if kv_scale == "token" else 1))
 
 
-# --------------------------------------------------------------------------- teacher-forced decoding
+# ------------------------------------------------------------------ teacher-forced decoding
 def decode_logits(gpt: nnx.Module, tokens: jax.Array, *, kv_quant: str | None = None,
                   kv_scale: str = "token", prefill: int = 1) -> jax.Array:
     """Logits (B, T, V) of ``tokens`` (B, T) computed through the KV cache: the first
