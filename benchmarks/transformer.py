@@ -20,8 +20,11 @@ on a GPU, ``jax`` memory stats' ``peak_bytes_in_use`` instead. ``weights_mib`` a
 
 ``decode_int8_time_ratio`` = W8A8 decode time / fp32 decode time at batch 1 (target <= 0.9).
 
+``kv_bpb_*``: valid bits per byte of a 2-layer width-128 GPT trained on fortunes (600 steps),
+decoded through the float, int8, int4 or fp8 KV cache (:func:`kv_bpb`).
+
 Run: ``python benchmarks/transformer.py`` (``--quick``: 64-token prefill, 16 new tokens,
-3 repeats, no memory children).
+3 repeats, 150 training steps, no memory children; ``--no-bpb``, ``--no-memory`` skip parts).
 """
 
 from __future__ import annotations
@@ -122,17 +125,49 @@ def child(name: str, prefill_len: int, new: int) -> None:
     print(json.dumps(out))
 
 
+def kv_bpb(quick: bool) -> None:
+    """Valid bits per byte of a small GPT trained on fortunes, decoded through a float or
+    quantized KV cache (teacher-forced: first half of each window prefilled, then one byte
+    per step; every position scored) beside the full forward pass's bpb."""
+    import optax
+
+    from jaxcomp.data.text import fortunes
+    from jaxcomp.models import get_model
+    from jaxcomp.models.gpt import as_module
+    from jaxcomp.models.kv_cache import decode_bpb
+    from jaxcomp.models.lm import bits_per_byte, train_lm
+
+    ctx, steps, nwin = 64, (150 if quick else 600), (32 if quick else 256)
+    data = fortunes()
+    model = get_model("gpt", input_shape=(ctx,), num_layers=2, width=128, num_heads=4,
+                      context=ctx)
+    state, _ = train_lm(model, data, optax.adam(3e-3), steps=steps, batch_size=32, context=ctx)
+    win = data.eval_windows(ctx, "valid", nwin)
+    full = bits_per_byte(model, state.params, state.model_state, win, context=ctx)
+    gpt = as_module(model, state.params, state.model_state)
+    for kv in (None, "int8", "int4", "fp8"):
+        for scale in (("token",) if kv is None else ("token", "head")):
+            bpb = decode_bpb(gpt, win["x"], win["y"], kv_quant=kv, kv_scale=scale,
+                             prefill=ctx // 2)
+            emit(f"kv_bpb_{kv or 'fp32'}_{scale}", round(bpb, 4), "bits/byte", None, ok=True,
+                 full_forward_bpb=round(full, 4), delta=round(bpb - full, 4),
+                 train_steps=steps, windows=len(win["x"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-bpb", action="store_true")
     a = ap.parse_args()
     prefill_len, new = (64, 16) if a.quick else (256, 128)
     if a.child:
         return child(a.child, prefill_len, new)
     repeats = a.repeats or (3 if a.quick else 7)
+    if not a.no_bpb:
+        kv_bpb(a.quick)
     log(f"backend {jax.default_backend()}, load average {os.getloadavg()}, "
         f"prefill (8, {prefill_len}), decode {new} new tokens, {repeats} repeats")
     run = {n: runners(n, prefill_len, new) for n in VARIANTS}
