@@ -21,7 +21,8 @@ on a GPU, ``jax`` memory stats' ``peak_bytes_in_use`` instead. ``weights_mib`` a
 ``decode_int8_time_ratio`` = W8A8 decode time / fp32 decode time at batch 1 (target <= 0.9).
 
 ``kv_bpb_*``: valid bits per byte of a 2-layer width-128 GPT trained on fortunes (600 steps),
-decoded through the float, int8, int4 or fp8 KV cache (:func:`kv_bpb`).
+decoded through the float, int8, int4 or fp8 KV cache (:func:`kv_bpb`); ``lowp_bpb_*``: the
+same model's bpb with its linear kernels converted (bf16, W8A8, fp8, W8A16, W4A16 g64).
 
 Run: ``python benchmarks/transformer.py`` (``--quick``: 64-token prefill, 16 new tokens,
 3 repeats, 150 training steps, no memory children; ``--no-bpb``, ``--no-memory`` skip parts).
@@ -45,7 +46,7 @@ from harness import emit, interleaved, log  # noqa: E402
 
 from jaxcomp.models.gpt import GPT, generate  # noqa: E402
 from jaxcomp.models.kv_cache import cache_bytes  # noqa: E402
-from jaxcomp.quant.lowp import convert_gpt, lowp_dense, quantize_kernel, weight_bytes  # noqa: E402
+from jaxcomp.quant.lowp import MODES, convert_gpt, lowp_dense, quantize_kernel, weight_bytes  # noqa: E402
 
 VARIANTS = {"fp32": ("fp32", None), "bf16": ("bf16", None), "w8a8": ("w8a8", None),
             "w4a16": ("w4a16", None), "kv_int8": ("fp32", "int8")}
@@ -152,6 +153,10 @@ def kv_bpb(quick: bool) -> None:
             emit(f"kv_bpb_{kv or 'fp32'}_{scale}", round(bpb, 4), "bits/byte", None, ok=True,
                  full_forward_bpb=round(full, 4), delta=round(bpb - full, 4),
                  train_steps=steps, windows=len(win["x"]))
+    for mode in MODES:                       # converted weights, float cache, full forward
+        bpb = decode_bpb(convert_gpt(gpt, mode, group_size=64), win["x"], win["y"], prefill=ctx)
+        emit(f"lowp_bpb_{mode}", round(bpb, 4), "bits/byte", None, ok=True,
+             full_forward_bpb=round(full, 4), delta=round(bpb - full, 4))
 
 
 def main() -> None:
