@@ -9,8 +9,10 @@ only with SwiGLU); the embeddings are ``embed`` (and ``pos``), the untied head
 ``head``.
 
 The cache is a plain pytree (one ``{"k", "v"}`` dict of ``(B, max_len, kv_heads,
-head_dim)`` arrays per block) passed in and returned by :meth:`GPT.forward`, so a
-decode step is a pure function of (params, cache, tokens, position).
+head_dim)`` arrays per block, plus ``k_scale``/``v_scale`` when quantized to int8,
+int4 or fp8: :mod:`jaxcomp.models.kv_cache`) passed in and returned by
+:meth:`GPT.forward`, so a decode step is a pure function of (params, cache, tokens,
+position).
 
 Example:
     >>> import jax.numpy as jnp
@@ -33,8 +35,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxcomp.core.errors import ConfigError, check_choice
+from jaxcomp.models.kv_cache import Cache, check_kv, init_kv_cache, kv_write
 
-Cache = list[dict[str, jax.Array]]
 _NEG = -1e30  # added to masked attention scores (exp underflows to exactly 0)
 
 
@@ -101,10 +103,7 @@ class Attention(nnx.Module):
             q, k = rope(q, positions, self.rope_base), rope(k, positions, self.rope_base)
         k_pos = positions
         if cache is not None:
-            at = (0, start, 0, 0)
-            k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), at)
-            v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), at)
-            cache = {"k": k, "v": v}
+            cache, k, v = kv_write(cache, k, v, start)
             k_pos = jnp.arange(k.shape[1])
         out = attend(q, k.astype(q.dtype), v.astype(q.dtype),
                      positions if self.causal else None, k_pos if self.causal else None)
@@ -216,12 +215,14 @@ class GPT(nnx.Module):
         return self.forward(tokens)[0]
 
     def init_cache(self, batch_size: int, max_len: int | None = None,
-                   dtype: Any = jnp.float32) -> Cache:
-        """An empty KV cache for ``max_len`` positions (default: ``context``)."""
-        n = max_len or self.context
-        shape = (batch_size, n, self.num_kv_heads, self.head_dim)
-        return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
-                for _ in self.blocks]
+                   dtype: Any = jnp.float32, *, kv_quant: str | None = None,
+                   kv_scale: str = "token") -> Cache:
+        """An empty KV cache for ``max_len`` positions (default: ``context``), float or
+        quantized (``kv_quant`` ``"int8"``/``"int4"``/``"fp8"``, scales per ``kv_scale``
+        ``"token"`` or ``"head"``; layouts in :mod:`jaxcomp.models.kv_cache`)."""
+        return init_kv_cache(len(self.blocks), batch_size, max_len or self.context,
+                             self.num_kv_heads, self.head_dim, kv_quant=kv_quant,
+                             kv_scale=kv_scale, dtype=dtype)
 
     def forward(self, tokens: jax.Array, cache: Cache | None = None, start: Any = 0
                 ) -> tuple[jax.Array, Cache | None]:
@@ -264,12 +265,16 @@ def sample_next(logits: jax.Array, key: jax.Array | None, temperature: float = 0
 
 
 def generate(gpt: GPT, prompt: jax.Array, max_new_tokens: int, *, key: jax.Array | None = None,
-             temperature: float = 0.0) -> jax.Array:
+             temperature: float = 0.0, kv_quant: str | None = None,
+             kv_scale: str = "token") -> jax.Array:
     """Prompt (B, P) followed by ``max_new_tokens`` decoded bytes, through the KV cache.
 
     One jitted program: prefill the prompt, then a ``lax.scan`` of one-token decode
-    steps. ``temperature=0`` is greedy; otherwise ``key`` is required.
+    steps. ``temperature=0`` is greedy; otherwise ``key`` is required. ``kv_quant``
+    (``None``, ``"int8"``, ``"int4"``, ``"fp8"``) and ``kv_scale`` (``"token"``,
+    ``"head"``) store the cache quantized (:mod:`jaxcomp.models.kv_cache`).
     """
+    check_kv(kv_quant, kv_scale, gpt.head_dim)
     if temperature < 0:
         raise ConfigError(f"generate: temperature={temperature}; must be >= 0")
     if temperature > 0 and key is None:
@@ -283,14 +288,15 @@ def generate(gpt: GPT, prompt: jax.Array, max_new_tokens: int, *, key: jax.Array
                           f"{max_new_tokens} = {total} exceeds context={gpt.context}")
     graphdef, state = nnx.split(gpt)
     key = jax.random.key(0) if key is None else key
-    return _generate(graphdef, state, prompt, key, max_new_tokens, float(temperature))
+    return _generate(graphdef, state, prompt, key, max_new_tokens, float(temperature),
+                     kv_quant, kv_scale)
 
 
-@jax.jit(static_argnums=(0, 4, 5))
-def _generate(graphdef, state, prompt, key, n, temperature):
+@jax.jit(static_argnums=(0, 4, 5, 6, 7))
+def _generate(graphdef, state, prompt, key, n, temperature, kv_quant, kv_scale):
     gpt = nnx.merge(graphdef, state)
     b, p = prompt.shape
-    cache = gpt.init_cache(b, p + n)
+    cache = gpt.init_cache(b, p + n, kv_quant=kv_quant, kv_scale=kv_scale)
     logits, cache = gpt.forward(prompt, cache, 0)
     first = sample_next(logits[:, -1], jax.random.fold_in(key, 0), temperature)
 
