@@ -4,6 +4,6 @@ the package, so ``jaxcomp reproduce`` works from an installed wheel as from a ch
 
 Example:
     >>> from jaxcomp.lab.tables import table_modules
-    >>> sorted(table_modules())[:2]
+    >>> sorted(table_modules(), key=lambda t: int(t[1:]))[:2]
     ['T1', 'T2']
 """

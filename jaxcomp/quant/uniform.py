@@ -323,7 +323,7 @@ def _ste_nearest(x: jax.Array, s: jax.Array, z: jax.Array, qmin: jax.Array,
     saves one pass over each quantized tensor per step.
     """
     q = jnp.clip(jnp.round(x.astype(jnp.float32) / s + z), qmin, qmax)
-    return ((q - z) * s).astype(x.dtype)
+    return ((q - z) * s).astype(x.dtype) + 0.0  # + 0.0: a zero code gives +0.0, never -0.0
 
 
 def _ste_nearest_fwd(x, s, z, qmin, qmax):
