@@ -68,6 +68,19 @@ class BaseGPT(NamedTuple):
     key: str
 
 
+def base_note(ours: Mapping[str, Any]) -> str:
+    """How far the tables' base GPT got, beside the unigram and bigram baselines.
+
+    Example:
+        >>> base_note({"base_valid_bpb": 3.2, "base_train_steps": 10,
+        ...            "base_train_tokens": 2560, "unigram_bpb": 4.87, "bigram_bpb": 3.78})
+        'Base GPT: 3.200 bpb after 10 steps (2,560 tokens) vs unigram 4.870 and bigram 3.780.'
+    """
+    return (f"Base GPT: {ours['base_valid_bpb']:.3f} bpb after {ours['base_train_steps']} "
+            f"steps ({ours['base_train_tokens']:,} tokens) vs unigram "
+            f"{ours['unigram_bpb']:.3f} and bigram {ours['bigram_bpb']:.3f}.")
+
+
 def _plain(cfg: Any) -> dict:
     if hasattr(cfg, "to_dict"):
         cfg = cfg.to_dict()

@@ -23,7 +23,7 @@ from jaxcomp.experiment.paper_table import (
     mean_std,
     table_logger,
 )
-from jaxcomp.lab.tables.gpt_base import trained_gpt
+from jaxcomp.lab.tables.gpt_base import base_note, trained_gpt
 from jaxcomp.models import gpt_blocks as gb
 from jaxcomp.models import gpt_ptq
 from jaxcomp.models.lm import bits_per_byte
@@ -201,9 +201,7 @@ def run(quick: bool = False) -> TableResult:
 
 
 def _analysis(claims: list[Claim], ours: dict) -> str:
-    notes = [f"Base GPT: {ours['base_valid_bpb']:.3f} bpb after {ours['base_train_steps']} "
-             f"steps ({ours['base_train_tokens']:,} tokens) vs unigram "
-             f"{ours['unigram_bpb']:.3f} and bigram {ours['bigram_bpb']:.3f}."]
+    notes = [base_note(ours)]
     for c in claims:
         if c.passed:
             continue
