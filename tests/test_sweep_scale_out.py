@@ -134,7 +134,7 @@ def runs(tmp_path_factory):
     cfg = d / "cfg.py"
     cfg.write_text(config_source(1))
     long_cfg = d / "long.py"  # the one-by-one run lasts long enough to be killed in
-    long_cfg.write_text(config_source(50))
+    long_cfg.write_text(config_source(400))
     cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     jobs = {
         "dev8": lambda: run_local([*CLI, str(cfg), "--out", str(d / "dev8"), *MESH],
@@ -233,7 +233,7 @@ def test_killed_process_stops_the_other_and_the_rerun_finishes(runs):
     p0, p1 = runs["resumed"]
     _ok(p0)
     _ok(p1)
-    assert "4 already done, 1 run now" in p0.stdout
+    assert "4 already done, 1 run now" in p0.stdout, p0.stdout[-3000:]
     recs = _records(runs["dir"] / "killed")
     lines = (runs["dir"] / "killed" / "results.jsonl").read_text().splitlines()
     assert len(lines) == 5 and len(recs) == 5
