@@ -107,7 +107,8 @@ def train_lm(model: Model, data: TextData, tx: optax.GradientTransformation, *, 
              batch_size: int, context: int, seed: int = 0, eval_every: int | None = None,
              state: TrainState | None = None, transform: Any = None,
              eval_batch_size: int = 64, max_eval_windows: int | None = None,
-             loss_fn: Any = None) -> tuple[TrainState, list[dict[str, float]]]:
+             loss_fn: Any = None, loss_state: Any = None, train_model: Model | None = None
+             ) -> tuple[TrainState, list[dict[str, float]]]:
     """Train ``model`` on random ``context``-byte windows of ``data.train``.
 
     Steps run in chunks of ``eval_every`` (default: all ``steps`` in one chunk) as one
@@ -116,9 +117,16 @@ def train_lm(model: Model, data: TextData, tx: optax.GradientTransformation, *, 
     after each chunk the valid bits per byte is measured.
 
     Returns ``(state, history)``; each history row has ``step``, ``train_loss`` (nats,
-    mean over the chunk), ``train_bpb``, ``valid_bpb``, ``tokens_per_s`` (train tokens
+    mean over the chunk), ``train_bpb`` (the loss's ``bpb`` metric when it reports one),
+    ``train_<metric>`` for the loss's other metrics, ``valid_bpb``, ``tokens_per_s`` (train tokens
     per second of the chunk, the first chunk's compile included) and ``seconds``.
     A given ``state`` continues from its step (the data stream continues too).
+
+    ``loss_fn(outputs, batch)`` replaces :func:`lm_loss`; ``loss_state`` (a pytree of
+    arrays, e.g. a teacher's params) reaches it as ``batch["loss_state"]`` as a traced
+    argument of the compiled chunk; ``train_model`` (same params as ``model``) is the
+    model the step differentiates when its outputs are more than logits (e.g.
+    :func:`jaxcomp.distill.lm.with_hidden_states`) — ``model`` is still the one evaluated.
     """
     from jaxcomp.engine.programs import Programs
 
@@ -129,7 +137,7 @@ def train_lm(model: Model, data: TextData, tx: optax.GradientTransformation, *, 
     chunk = eval_every or steps
     if not isinstance(chunk, int) or chunk < 1:
         raise ConfigError(f"train.eval_every: got {eval_every!r}; must be an integer >= 1")
-    progs = Programs(model, tx, batch_size=batch_size, transform=transform,
+    progs = Programs(train_model or model, tx, batch_size=batch_size, transform=transform,
                      loss_fn=loss_fn or lm_loss)
     if state is None:
         state = init_lm_state(model, tx, seed=seed, transform=transform)
@@ -144,7 +152,7 @@ def train_lm(model: Model, data: TextData, tx: optax.GradientTransformation, *, 
         k = min(chunk, steps - done)
         batches = data.batches(seed, first + done, k, batch_size, context)
         t0 = time.perf_counter()
-        state, metrics = progs.epoch(state, batches, None)
+        state, metrics = progs.epoch(state, batches, None, loss_state)
         loss = float(metrics["loss"])  # waits for the chunk
         dt = time.perf_counter() - t0
         done += k
@@ -152,9 +160,12 @@ def train_lm(model: Model, data: TextData, tx: optax.GradientTransformation, *, 
                                                                      state.comp_state)
         bpb = bits_per_byte(model, eff, state.model_state, data, context=context,
                             batch_size=eval_batch_size, max_windows=max_eval_windows)
-        history.append({"step": first + done, "train_loss": loss, "train_bpb": loss / LN2,
-                        "valid_bpb": bpb, "tokens_per_s": k * batch_size * context / dt,
-                        "seconds": dt})
+        row = {"step": first + done, "train_loss": loss,
+               "train_bpb": float(metrics.get("bpb", loss / LN2)), "valid_bpb": bpb,
+               "tokens_per_s": k * batch_size * context / dt, "seconds": dt}
+        row.update({f"train_{n}": float(v) for n, v in metrics.items()
+                    if f"train_{n}" not in row and n != "loss"})
+        history.append(row)
     return state, history
 
 
