@@ -24,9 +24,9 @@ from jaxcomp.lab.tables.configs.common import gpt_calib_config
 
 def get_config() -> ml_collections.ConfigDict:
     c = gpt_calib_config("t10_sparsegpt")
-    c.sparsity = 0.5
-    c.damp = 0.01
-    c.block_size = 128
-    c.owl_lambda = 0.08
+    c.sparsity = 0.5            # the unstructured rows (the others are 2:4)
+    c.damp = 0.01               # SparseGPT: damp * mean(diag H) added to the diagonal of H
+    c.block_size = 128          # SparseGPT: inputs per lazy-update block (one mask each)
+    c.owl_lambda = 0.08         # OWL: block sparsities within sparsity ± owl_lambda
     c.lock()
     return c
