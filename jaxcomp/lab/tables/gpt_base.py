@@ -157,8 +157,8 @@ def base_deviation(paper_models: str, paper_metric: str) -> str:
     """The deviation every base-GPT table starts with: our model and metric vs the paper's.
 
     Example:
-        >>> base_deviation("LLaMA-7B", "WikiText perplexity")[-60:]
-        'instead of LLaMA-7B; valid bits per byte instead of WikiText perplexity.'
+        >>> base_deviation("LLaMA-7B", "WikiText perplexity").split(" instead of ", 1)[1]
+        'LLaMA-7B; valid bits per byte instead of WikiText perplexity.'
     """
     return ("A 4-layer, width-256 byte GPT trained from scratch on the fortunes corpus (CPU "
             f"budget) instead of {paper_models}; valid bits per byte instead of {paper_metric}.")
