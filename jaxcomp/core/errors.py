@@ -54,15 +54,8 @@ def check_choice(what: str, value: Any, allowed: Iterable[Any]) -> Any:
     return value
 
 
-def check_range(
-    what: str,
-    value: Any,
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    lo_open: bool = False,
-    hi_open: bool = False,
-) -> Any:
+def check_range(what: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                lo_open: bool = False, hi_open: bool = False) -> Any:
     """Raise ConfigError unless ``lo <= value <= hi`` (bounds optionally open).
 
     Works on Python numbers and concrete numpy/JAX scalars or arrays (every
@@ -104,16 +97,8 @@ def _is_tracer(x: Any) -> bool:
     return jax is not None and isinstance(x, jax.core.Tracer)
 
 
-def check_number(
-    what: str,
-    value: Any,
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    lo_open: bool = False,
-    hi_open: bool = False,
-    integer: bool = False,
-) -> Any:
+def check_number(what: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                 lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> Any:
     """:func:`check_range` for one number: ``None``, a list/tuple/dict or a bool is refused,
     and with ``integer=True`` a fractional value too. Arrays (a sweep's batch of values)
     and traced values are allowed, as in :func:`check_range`.

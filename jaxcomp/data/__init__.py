@@ -1,5 +1,10 @@
 """Datasets (numpy in), seeded batching and train/validation split."""
 
+__all__ = [
+    "DATASETS", "Dataset", "batches", "digits", "epoch_permutation", "fashion_mnist",
+    "find_fashion_mnist", "load_dataset", "mnist1d", "split_validation", "synthetic",
+]
+
 from jaxcomp.data.dataset import Dataset, batches, epoch_permutation, split_validation
 from jaxcomp.data.sources import (
     DATASETS,
@@ -10,8 +15,3 @@ from jaxcomp.data.sources import (
     mnist1d,
     synthetic,
 )
-
-__all__ = [
-    "DATASETS", "Dataset", "batches", "digits", "epoch_permutation", "fashion_mnist",
-    "find_fashion_mnist", "load_dataset", "mnist1d", "split_validation", "synthetic",
-]

@@ -16,11 +16,12 @@ Example:
     >>> from jaxcomp.models import get_model
     >>> from jaxcomp.decompose.factorize import factorize
     >>> m = get_model("mlp", input_shape=(8,), num_classes=3, features=(16,))
-    >>> params, ms = m.init(jax.random.key(0), jnp.ones((1, 8)))
+    >>> x = jnp.ones((2, 8))
+    >>> params, ms = m.init(jax.random.key(0), x)
     >>> f = factorize(m, params, {"Dense_0": {"method": "svd", "rank": 4}})
     >>> sorted(f.params["Dense_0"])
     ['bias', 'u', 'v']
-    >>> f.model.apply(f.params, ms, jnp.ones((2, 8)))[0].shape
+    >>> f.model.apply(f.params, ms, x)[0].shape
     (2, 3)
 """
 

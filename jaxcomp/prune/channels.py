@@ -248,12 +248,13 @@ def channel_pruner(graph: DependencyGraph, sparsity: Any, *, norm: str = "l1",
         >>> import jax, jax.numpy as jnp
         >>> from jaxcomp.models import get_model
         >>> from jaxcomp.prune.groups import dependency_groups
-        >>> m = get_model("mlp", input_shape=(4,), num_classes=2, features=(6,))
-        >>> p, s = m.init(jax.random.key(0), jnp.ones((1, 4)))
-        >>> t = channel_pruner(dependency_groups(m, p, s, jnp.ones((1, 4))), 0.5)
-        >>> k = t.apply(p, t.init(p))["Dense_0"]["kernel"]
-        >>> int((k == 0).all(axis=0).sum())   # 3 of the 6 hidden units zeroed
-        3
+        >>> m = get_model("nnx_cnn", input_shape=(8, 8, 1), num_classes=2, channels=8)  # NNX
+        >>> x = jnp.ones((1, 8, 8, 1))
+        >>> p, s = m.init(jax.random.key(0), x)
+        >>> t = channel_pruner(dependency_groups(m, p, s, x), 0.5)
+        >>> k = t.apply(p, t.init(p))["conv1"]["kernel"]
+        >>> int((k == 0).all(axis=(0, 1, 2)).sum())   # 4 of the residual branch's 8 filters
+        4
     """
     check_choice("norm", norm, NORMS)
     graph.select(where)  # fail early on a rule that matches no group

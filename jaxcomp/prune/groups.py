@@ -26,13 +26,20 @@ Example:
     >>> import jax, jax.numpy as jnp
     >>> from jaxcomp.models import get_model
     >>> from jaxcomp.prune.groups import dependency_groups
-    >>> model = get_model("mlp", input_shape=(8,), num_classes=3, features=(6, 4))
-    >>> params, state = model.init(jax.random.key(0), jnp.ones((1, 8)))
-    >>> graph = dependency_groups(model, params, state, jnp.ones((1, 8)))
+    >>> model = get_model("lenet5", input_shape=(28, 28, 1), num_classes=10)
+    >>> x = jnp.ones((1, 28, 28, 1))
+    >>> params, state = model.init(jax.random.key(0), x)
+    >>> graph = dependency_groups(model, params, state, x)
     >>> {name: g.size for name, g in graph.groups.items()}
-    {'Dense_0/kernel': 6, 'Dense_1/kernel': 4}
-    >>> [(m.path, m.axis, m.role) for m in graph.groups["Dense_0/kernel"].members]
-    [('Dense_0/bias', 0, 'out'), ('Dense_0/kernel', 1, 'out'), ('Dense_1/kernel', 0, 'in')]
+    {'Conv_0/kernel': 6, 'Conv_1/kernel': 16, 'Dense_0/kernel': 120, 'Dense_1/kernel': 84}
+    >>> [(m.path, m.axis, m.role) for m in graph.groups["Conv_0/kernel"].members]
+    [('Conv_0/bias', 0, 'out'), ('Conv_0/kernel', 3, 'out'), ('Conv_1/kernel', 2, 'in')]
+
+    The second conv's filters reach the first Dense layer through the flatten, so its
+    group holds that layer's rows (every 16th one per filter):
+
+    >>> [(m.path, m.axis, m.role) for m in graph.groups["Conv_1/kernel"].members]
+    [('Conv_1/bias', 0, 'out'), ('Conv_1/kernel', 3, 'out'), ('Dense_0/kernel', 0, 'in')]
 """
 
 from __future__ import annotations

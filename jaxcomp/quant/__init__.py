@@ -12,6 +12,17 @@ Example:
     [-127, 64, 127]
 """
 
+__all__ = [
+    "ActQuant", "FORMATS", "Folded", "OBSERVERS", "PTQResult", "QuantStat", "SUPPORTED_BITS",
+    "act_quant", "act_quant_nnx", "adaround", "add_lsq_scales", "calib", "compress",
+    "decompress", "deep_compression", "dequantize", "dequantize_tree", "export_int",
+    "fake_quant", "fake_quant_fp8", "fake_quant_params", "fold_batchnorm", "format_quant",
+    "formats", "get_format", "huffman", "int_bytes", "int_model", "kmeans1d", "lsq",
+    "lsq_fake_quant", "minmax", "mixed_precision", "observe", "pack_int4", "ptq", "qparams",
+    "qrange", "quantize", "quantize_module", "quantize_with", "register_format", "restore_int",
+    "save_int", "ste_fake_quant", "unpack_int4", "weight_quant", "weight_sharing",
+]
+
 from jaxcomp.quant import calib, deep_compression, formats, huffman, mixed_precision
 from jaxcomp.quant.act import ActQuant, act_quant, act_quant_nnx
 from jaxcomp.quant.adaround import adaround
@@ -41,17 +52,3 @@ from jaxcomp.quant.uniform import (
     quantize_with,
     ste_fake_quant,
 )
-
-__all__ = [
-    "FORMATS", "OBSERVERS", "SUPPORTED_BITS", "ActQuant", "Folded", "PTQResult", "act_quant",
-    "act_quant_nnx", "adaround", "calib", "compress", "decompress", "deep_compression",
-    "huffman",
-    "kmeans1d", "mixed_precision", "weight_sharing", "add_lsq_scales", "dequantize",
-    "dequantize_tree",
-    "export_int", "fake_quant", "fake_quant_fp8", "fake_quant_params", "fold_batchnorm",
-    "format_quant", "formats", "get_format", "register_format",
-    "int_bytes", "int_model", "lsq", "lsq_fake_quant", "minmax", "observe", "pack_int4", "ptq",
-    "QuantStat", "quantize_module", "qparams", "qrange", "quantize", "quantize_with",
-    "restore_int", "save_int",
-    "ste_fake_quant", "unpack_int4", "weight_quant",
-]

@@ -14,12 +14,12 @@ result only differs from RTN in the rounding direction — and exports to the
 same integer format.
 
 Example:
-    >>> import jax, jax.numpy as jnp
+    >>> import jax
     >>> from jaxcomp.models import get_model
     >>> from jaxcomp.quant.adaround import adaround
     >>> m = get_model("mlp", input_shape=(6,), num_classes=3, features=(8,))
-    >>> params, ms = m.init(jax.random.key(0), jnp.ones((1, 6)))
     >>> x = jax.random.normal(jax.random.key(1), (64, 6))
+    >>> params, ms = m.init(jax.random.key(0), x)
     >>> q = adaround(m, params, ms, x, bits=4, iters=50)
     >>> sorted(q)
     ['Dense_0', 'Dense_1']

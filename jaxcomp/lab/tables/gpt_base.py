@@ -6,7 +6,10 @@ config), trains it with :func:`jaxcomp.models.lm.train_lm` on the fortunes corpu
 directory keyed by a hash of (model config, training config, seed, corpus sha256), so
 T9, T10 and T11 (and a re-run) share one training. The cache is
 ``$JAXCOMP_CACHE/gpt`` if set, else ``runs/gpt_cache`` in the checkout (or
-``~/.cache/jaxcomp/gpt`` for an installed package).
+``~/.cache/jaxcomp/gpt`` for an installed package). What those tables share beyond the
+model: :func:`calib_tokens` (their calibration windows), :meth:`BaseGPT.bpb` (their
+metric), :func:`base_ours`, :func:`base_deviation` and :func:`gpt_table_result` (their
+result and analysis).
 
 Example:
     >>> import tempfile, os
@@ -29,7 +32,7 @@ import json
 import os
 import pathlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -39,6 +42,7 @@ import optax
 from jaxcomp.core import paths as _paths
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.data.text import TextData, bigram_bpb, unigram_bpb
+from jaxcomp.experiment.paper_table import Claim, TableResult
 from jaxcomp.flax.model import Model
 from jaxcomp.models import get_model
 from jaxcomp.models.lm import bits_per_byte, train_lm
@@ -66,6 +70,27 @@ class BaseGPT(NamedTuple):
     train_seconds: float    # of the run that trained it (not of a cache read)
     cached: bool
     key: str
+    eval_windows: int | None  # valid windows for the tables' bpb (None: the whole split)
+
+    def bpb(self, params: Any, model: Model | None = None) -> float:
+        """Valid bits per byte of ``params`` run by ``model`` (default: the base model,
+        e.g. a tapped variant of it) with the base model's state, on its eval windows."""
+        return bits_per_byte(model or self.model, params, self.model_state, self.data,
+                             context=self.context, batch_size=32, max_windows=self.eval_windows)
+
+    def facts(self) -> dict[str, Any]:
+        """The base model's numbers a table keeps per seed (see :func:`base_ours`)."""
+        return {"valid_bpb": self.valid_bpb, "unigram_bpb": self.unigram_bpb,
+                "bigram_bpb": self.bigram_bpb, "steps": self.steps, "tokens": self.tokens,
+                "train_seconds": self.train_seconds, "cached": self.cached}
+
+
+def base_ours(facts: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The base GPT's entries of a table's ``ours`` from the seeds' :meth:`BaseGPT.facts`:
+    valid bpb (mean over seeds), the baselines and the training length (first seed)."""
+    return {"base_valid_bpb": float(np.mean([f["valid_bpb"] for f in facts])),
+            "unigram_bpb": facts[0]["unigram_bpb"], "bigram_bpb": facts[0]["bigram_bpb"],
+            "base_train_steps": facts[0]["steps"], "base_train_tokens": facts[0]["tokens"]}
 
 
 def base_note(ours: Mapping[str, Any]) -> str:
@@ -79,6 +104,64 @@ def base_note(ours: Mapping[str, Any]) -> str:
     return (f"Base GPT: {ours['base_valid_bpb']:.3f} bpb after {ours['base_train_steps']} "
             f"steps ({ours['base_train_tokens']:,} tokens) vs unigram "
             f"{ours['unigram_bpb']:.3f} and bigram {ours['bigram_bpb']:.3f}.")
+
+
+def calib_tokens(data: TextData, context: int, n: int, batch: int, seed: int
+                 ) -> list[np.ndarray]:
+    """``n`` random training windows (seeded), in batches of ``batch``.
+
+    Example:
+        >>> data = TextData.from_bytes(bytes(range(256)) * 4, name="toy")
+        >>> [b.shape for b in calib_tokens(data, 8, 5, 2, seed=0)]
+        [(2, 8), (2, 8), (1, 8)]
+    """
+    rng = np.random.default_rng([seed, 9])
+    starts = rng.integers(0, len(data.train) - context, size=n)
+    win = data.train[starts[:, None] + np.arange(context)].astype(np.int32)
+    return [win[i:i + batch] for i in range(0, n, batch)]
+
+
+def gpt_table_result(table: str, title: str, paper: dict, ours: dict, claims: list[Claim],
+                     deviations: list[str], quick: bool, rows: list[dict], *,
+                     quick_also: str = "",
+                     explain: Mapping[str, Callable[[Claim, dict], str]] | None = None,
+                     ) -> TableResult:
+    """A base-GPT table's result. In quick mode a first deviation says so (the quick
+    settings, ``quick_also`` appended to them). The analysis is :func:`base_note`, then
+    each failing claim: ``explain[claim.id](claim, ours)`` where given, else its value
+    against its threshold.
+
+    Example:
+        >>> ours = {"base_valid_bpb": 3.2, "base_train_steps": 10, "base_train_tokens": 2560,
+        ...         "unigram_bpb": 4.87, "bigram_bpb": 3.78}
+        >>> r = gpt_table_result("T0", "toy", {}, ours, [Claim("a", "x", 0.5, 0.0, "<")],
+        ...                      ["A toy."], True, [])
+        >>> r.analysis.split(". ")[-1], len(r.deviations)
+        ('a FAIL (+0.5000 vs < 0).', 2)
+    """
+    if quick:
+        deviations = [f"QUICK MODE: one seed, a tiny GPT trained 150 steps, 16 calibration "
+                      f"windows{quick_also}; claims are not meaningful.", *deviations]
+    notes = [base_note(ours)]
+    for c in claims:
+        if c.passed:
+            continue
+        why = (explain or {}).get(c.id)
+        notes.append(why(c, ours) if why else
+                     f"{c.id} FAIL ({c.value:+.4f} vs {c.op} {c.threshold:g}).")
+    return TableResult(table, title, paper, ours, claims, deviations, " ".join(notes), quick,
+                       rows)
+
+
+def base_deviation(paper_models: str, paper_metric: str) -> str:
+    """The deviation every base-GPT table starts with: our model and metric vs the paper's.
+
+    Example:
+        >>> base_deviation("LLaMA-7B", "WikiText perplexity").split(" instead of ", 1)[1]
+        'LLaMA-7B; valid bits per byte instead of WikiText perplexity.'
+    """
+    return ("A 4-layer, width-256 byte GPT trained from scratch on the fortunes corpus (CPU "
+            f"budget) instead of {paper_models}; valid bits per byte instead of {paper_metric}.")
 
 
 def _plain(cfg: Any) -> dict:
@@ -212,7 +295,7 @@ def trained_gpt(cfg: Any = None, seed: int = 0, quick: bool = False, *,
             log(f"base GPT seed {seed}: cached {path}")
         return BaseGPT(model, params, ms, data, context, meta["valid_bpb"], uni, bi,
                        meta["steps"], meta["tokens"], meta["history"], meta["train_seconds"],
-                       True, key)
+                       True, key, ev)
     t0 = time.perf_counter()
     state, hist = train_lm(model, data, make_tx(train, steps), steps=steps, batch_size=bs,
                            context=context, seed=seed, eval_every=train["eval_every"],
@@ -230,7 +313,8 @@ def trained_gpt(cfg: Any = None, seed: int = 0, quick: bool = False, *,
     _save(path, params, meta)
     params, _ = _load(path, template)   # the cached copy is what later runs will see
     return BaseGPT(model, params, state.model_state, data, context, vb, uni, bi, steps,
-                   steps * bs * context, hist, secs, False, key)
+                   steps * bs * context, hist, secs, False, key, ev)
 
 
-__all__ = ["BaseGPT", "cache_key", "cache_root", "make_tx", "resolve_config", "trained_gpt"]
+__all__ = ["BaseGPT", "base_deviation", "base_note", "base_ours", "cache_key", "cache_root",
+           "calib_tokens", "gpt_table_result", "make_tx", "resolve_config", "trained_gpt"]

@@ -24,10 +24,8 @@ from jaxcomp.experiment.paper_table import (
     mean_std,
     table_logger,
 )
-from jaxcomp.lab.tables.gpt_base import base_note, trained_gpt
-from jaxcomp.lab.tables.t9_gptq import calib_tokens
+from jaxcomp.lab.tables import gpt_base
 from jaxcomp.models import gpt_blocks as gb
-from jaxcomp.models.lm import bits_per_byte
 from jaxcomp.prune import oneshot
 
 TABLE = "T10"
@@ -61,18 +59,12 @@ def _export_bytes(res: oneshot.PruneResult, nm: str | None) -> tuple[int, int, b
 
 def run_seed(cfg, seed: int, quick: bool) -> tuple[dict[str, float], dict]:
     """Every row's valid bpb for one seed, and timings / facts."""
-    base = trained_gpt(cfg.gpt, seed, quick, log=_log)
-    model, params, ms, data, ctx = base.model, base.params, base.model_state, base.data, \
-        base.context
-    ev = (cfg.gpt.quick.eval_windows if quick else cfg.gpt.eval_windows) or None
+    base = gpt_base.trained_gpt(cfg.gpt, seed, quick, log=_log)
+    model, params, bpb = base.model, base.params, base.bpb
     spec = gb.gpt_spec(model)
-    toks = calib_tokens(data, ctx, cfg.calib_windows, cfg.calib_batch, seed)
+    toks = gpt_base.calib_tokens(base.data, base.context, cfg.calib_windows, cfg.calib_batch, seed)
     xs = [gb.embed_forward(spec, gb.pure(params), t) for t in toks]
     blocks = gb.gpt_blocks(model, params, spec)
-
-    def bpb(p):
-        return bits_per_byte(model, p, ms, data, context=ctx, batch_size=32, max_windows=ev)
-
     out: dict[str, float] = {"dense": bpb(params)}
     facts: dict = {}
     for label, pattern in PATTERNS:
@@ -94,8 +86,7 @@ def run_seed(cfg, seed: int, quick: bool) -> tuple[dict[str, float], dict]:
                                owl_lambda=cfg.owl_lambda)
     out["wanda 50% + OWL"] = bpb(gb.write_back(params, owl.blocks))
     facts["owl_block_sparsity"] = owl.block_sparsity
-    facts.update(valid_bpb=base.valid_bpb, unigram_bpb=base.unigram_bpb,
-                 bigram_bpb=base.bigram_bpb, steps=base.steps, tokens=base.tokens)
+    facts.update(base.facts())
     _log(f"seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in out.items()))
     return out, facts
 
@@ -103,11 +94,7 @@ def run_seed(cfg, seed: int, quick: bool) -> tuple[dict[str, float], dict]:
 def run(quick: bool = False) -> TableResult:
     cfg = load_table_config("t10_sparsegpt", quick)
     t_start = time.perf_counter()
-    per_seed, facts = [], []
-    for seed in cfg.seeds:
-        r, f = run_seed(cfg, seed, quick)
-        per_seed.append(r)
-        facts.append(f)
+    per_seed, facts = zip(*(run_seed(cfg, seed, quick) for seed in cfg.seeds), strict=True)
     m = {k: float(np.mean([r[k] for r in per_seed])) for k in per_seed[0]}
     mf = lambda k: float(np.mean([f[k] for f in facts]))  # noqa: E731
     rows = []
@@ -136,10 +123,7 @@ def run(quick: bool = False) -> TableResult:
     ]
     ours = {f"{r['method']}_bpb": r["valid_bpb"] for r in rows}
     ours.update({
-        "base_valid_bpb": mf("valid_bpb"), "unigram_bpb": facts[0]["unigram_bpb"],
-        "bigram_bpb": facts[0]["bigram_bpb"], "base_train_steps": facts[0]["steps"],
-        "base_train_tokens": facts[0]["tokens"],
-        "wanda_prune_seconds": t_w, "sparsegpt_prune_seconds": t_s,
+        **gpt_base.base_ours(facts), "wanda_prune_seconds": t_w, "sparsegpt_prune_seconds": t_s,
         "magnitude_prune_seconds": mf("magnitude 50% prune_s") + mf("magnitude 2:4 prune_s"),
         "achieved_sparsity_50": mf("sparsegpt 50% sparsity"),
         "achieved_sparsity_2_4": mf("sparsegpt 2:4 sparsity"),
@@ -152,8 +136,7 @@ def run(quick: bool = False) -> TableResult:
         "dataset": "fortunes (Debian), bytes", "seconds": round(time.perf_counter() - t_start, 1),
     })
     deviations = [
-        "A 4-layer, width-256 byte GPT trained from scratch on the fortunes corpus (CPU "
-        "budget) instead of LLaMA-7B; valid bits per byte instead of WikiText perplexity.",
+        gpt_base.base_deviation("LLaMA-7B", "WikiText perplexity"),
         f"Calibration: {cfg.calib_windows} random training windows of the model's context "
         "(the papers: 128 C4 sequences of 2048 tokens).",
         "Every method prunes the attention q/k/v/o and MLP up/down linears (embedding and "
@@ -162,16 +145,4 @@ def run(quick: bool = False) -> TableResult:
         "Pruning time counts the per-layer pruning functions (compilation included), not the "
         "shared statistics pass (Wanda only needs its diagonal); on 2 shared CPU cores.",
     ]
-    if quick:
-        deviations.insert(0, "QUICK MODE: one seed, a tiny GPT trained 150 steps, 16 "
-                             "calibration windows; claims are not meaningful.")
-    return TableResult(TABLE, TITLE, PAPER, ours, claims, deviations,
-                       _analysis(claims, ours), quick, rows)
-
-
-def _analysis(claims: list[Claim], ours: dict) -> str:
-    notes = [base_note(ours)]
-    for c in claims:
-        if not c.passed:
-            notes.append(f"{c.id} FAIL ({c.value:+.4f} vs {c.op} {c.threshold:g}).")
-    return " ".join(notes)
+    return gpt_base.gpt_table_result(TABLE, TITLE, PAPER, ours, claims, deviations, quick, rows)

@@ -15,8 +15,8 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcomp.experiment.paper_table import Claim, TableKit, TableResult, claims_summary, mean_std
-from jaxcomp.models import get_model
+from jaxcomp.experiment.paper_table import Claim, TableResult, claims_summary, mean_std
+from jaxcomp.lab.tables.lenet import LeNet300Kit
 from jaxcomp.prune import apply_masks, global_masks, layerwise_masks
 from jaxcomp.prune.recipes import PruneTrainer, kept_fraction
 
@@ -25,8 +25,8 @@ TITLE = "Learning both Weights and Connections: iterative prune → retrain (LeN
 CONFIG = "t1_han"
 
 
-_KIT = TableKit(TABLE, CONFIG)
-load_config, _log, _data = _KIT.load_config, _KIT.log, _KIT.data
+_KIT = LeNet300Kit(TABLE, CONFIG)
+load_config, _log = _KIT.load_config, _KIT.log
 
 
 def kernels(params):
@@ -62,8 +62,7 @@ def iterative(tr, cfg, dense_params, keep, seed):
 def run(quick: bool = False) -> TableResult:
     cfg = load_config(quick)
     t0 = time.time()
-    ds = _data(cfg)
-    model = get_model("lenet300", input_shape=ds.input_shape, num_classes=ds.num_classes)
+    ds, model = _KIT.data_and_model(cfg)
     tr = PruneTrainer(model, ds, batch_size=cfg.batch_size)
     keep12 = dict(cfg.keep)
     acc = {k: [] for k in ("dense", "x12", "x5", "x12_no_retrain")}

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcomp.experiment.paper_table import Claim, TableKit, TableResult
-from jaxcomp.models import get_model
+from jaxcomp.experiment.paper_table import Claim, TableResult
+from jaxcomp.lab.tables.lenet import LeNet300Kit
 from jaxcomp.prune import magnitude, prune_once
 from jaxcomp.quant import deep_compression as dc
 from jaxcomp.quant.sharing import weight_sharing
@@ -27,8 +27,8 @@ TITLE = "Deep Compression: pruning + k-means weight sharing + Huffman (LeNet-300
 CONFIG = "t2_deep_compression"
 
 
-_KIT = TableKit(TABLE, CONFIG)
-load_config, _log, _data = _KIT.load_config, _KIT.log, _KIT.data
+_KIT = LeNet300Kit(TABLE, CONFIG)
+load_config, _log = _KIT.load_config, _KIT.log
 
 
 _EVAL: dict = {}
@@ -110,8 +110,7 @@ def share(model, ds, params, ms, cfg, *, bits, init, key, epochs):
 def run(quick: bool = False) -> TableResult:
     cfg = load_config(quick)
     t_start = time.perf_counter()
-    ds = _data(cfg)
-    model = get_model("lenet300", input_shape=ds.input_shape, num_classes=ds.num_classes)
+    ds, model = _KIT.data_and_model(cfg)
     res = fit(model, ds, optax.adam(cfg.learning_rate), epochs=cfg.dense_epochs,
               batch_size=cfg.batch_size, seed=cfg.seed, progress=False)
     dense, ms = res.state.params, res.state.model_state

@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from jaxcomp.experiment.paper_table import Claim, TableKit, TableResult, claims_summary, mean_std
+from jaxcomp.experiment.paper_table import Claim, TableResult, claims_summary, mean_std
+from jaxcomp.lab.tables.lenet import LeNet300Kit
 from jaxcomp.models import get_model
 from jaxcomp.prune.recipes import PruneTrainer, kept_fraction
 
@@ -22,8 +23,8 @@ TITLE = "To prune, or not to prune: gradual magnitude pruning (LeNet-300-100)"
 CONFIG = "t3_gradual"
 
 
-_KIT = TableKit(TABLE, CONFIG)
-load_config, _log, _data = _KIT.load_config, _KIT.log, _KIT.data
+_KIT = LeNet300Kit(TABLE, CONFIG)
+load_config, _log = _KIT.load_config, _KIT.log
 
 
 def small_widths(budget: int, d_in: int = 784, classes: int = 10) -> tuple[int, int]:
@@ -40,8 +41,7 @@ def small_widths(budget: int, d_in: int = 784, classes: int = 10) -> tuple[int, 
 def run(quick: bool = False) -> TableResult:
     cfg = load_config(quick)
     t0 = time.time()
-    ds = _data(cfg)
-    big = get_model("lenet300", input_shape=ds.input_shape, num_classes=ds.num_classes)
+    ds, big = _KIT.data_and_model(cfg)
     tr = PruneTrainer(big, ds, batch_size=cfg.batch_size, schedule_kind="polynomial")
     spe = tr.steps_per_epoch
     begin = cfg.begin_epochs * spe

@@ -19,8 +19,8 @@ import optax
 from jaxcomp.engine.evaluate import evaluate_state
 from jaxcomp.engine.loop import epoch_order
 from jaxcomp.engine.programs import Programs
-from jaxcomp.experiment.paper_table import Claim, TableKit, TableResult, mean_std
-from jaxcomp.models import get_model
+from jaxcomp.experiment.paper_table import Claim, TableResult, mean_std
+from jaxcomp.lab.tables.lenet import LeNet300Kit
 from jaxcomp.prune import lottery
 from jaxcomp.train.state import TrainState
 
@@ -29,8 +29,8 @@ TITLE = "The Lottery Ticket Hypothesis: IMP with rewinding to init (LeNet-300-10
 CONFIG = "t4_lottery"
 
 
-_KIT = TableKit(TABLE, CONFIG)
-load_config, _log, _data = _KIT.load_config, _KIT.log, _KIT.data
+_KIT = LeNet300Kit(TABLE, CONFIG)
+load_config, _log = _KIT.load_config, _KIT.log
 
 
 class Trainer:
@@ -65,8 +65,7 @@ class Trainer:
 def run(quick: bool = False) -> TableResult:
     cfg = load_config(quick)
     t0, c0 = time.time(), time.process_time()
-    ds = _data(cfg)
-    model = get_model("lenet300", input_shape=ds.input_shape, num_classes=ds.num_classes)
+    ds, model = _KIT.data_and_model(cfg)
     rates = None
     rows, per_seed = [], []
     trainer = None

@@ -13,8 +13,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxcomp.experiment.paper_table import Claim, TableKit, TableResult, mean_std
-from jaxcomp.models import get_model
+from jaxcomp.experiment.paper_table import Claim, TableResult, mean_std
+from jaxcomp.lab.tables.lenet import LeNet300Kit
 from jaxcomp.prune import global_masks, layerwise_masks, snip_scores
 from jaxcomp.prune.recipes import PruneTrainer, kept_fraction
 from jaxcomp.train import cross_entropy
@@ -25,8 +25,8 @@ CONFIG = "t5_snip"
 KERNELS = ("Dense_0/kernel", "Dense_1/kernel", "Dense_2/kernel")
 
 
-_KIT = TableKit(TABLE, CONFIG)
-load_config, _log, _data = _KIT.load_config, _KIT.log, _KIT.data
+_KIT = LeNet300Kit(TABLE, CONFIG)
+load_config, _log = _KIT.load_config, _KIT.log
 
 
 def snip_masks(model, params, x, y, sparsity):
@@ -49,8 +49,7 @@ def random_masks(key, params, sparsity):
 def run(quick: bool = False) -> TableResult:
     cfg = load_config(quick)
     t0 = time.time()
-    ds = _data(cfg)
-    model = get_model("lenet300", input_shape=ds.input_shape, num_classes=ds.num_classes)
+    ds, model = _KIT.data_and_model(cfg)
     tr = PruneTrainer(model, ds, batch_size=cfg.batch_size)
     acc = {"dense": []}
     for s in cfg.sparsities:

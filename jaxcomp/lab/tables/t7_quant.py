@@ -89,6 +89,19 @@ def _finetune(model, ds, params, ms, transform, lr, epochs, seed, batch_size):
     return res
 
 
+def _train_float(model, ds, lr, epochs, seed, batch_size):
+    """``(params, model_state, test accuracy)`` of ``model`` trained in float with Adam."""
+    res = fit(model, ds, optax.adam(lr), epochs=epochs, batch_size=batch_size, seed=seed,
+              progress=False)
+    params, ms = res.state.params, res.state.model_state
+    return params, ms, _acc(model, params, ms, ds)
+
+
+def _calib_batches(x, n: int, size: int) -> list:
+    """The first ``n`` batches of ``size`` inputs: the PTQ calibration set."""
+    return [x[i * size:(i + 1) * size] for i in range(n)]
+
+
 def run(quick: bool = False) -> TableResult:
     cfg = load_config()
     q = cfg.quick
@@ -98,8 +111,7 @@ def run(quick: bool = False) -> TableResult:
     ds = limit_dataset(full, q.mlp_limit_train if quick else cfg.mlp.limit_train,
                 q.mlp_limit_test if quick else cfg.mlp.limit_test)
     n_calib = q.calib_batches if quick else cfg.calib_batches
-    calib = [ds.x_train[i * cfg.calib_batch_size:(i + 1) * cfg.calib_batch_size]
-             for i in range(n_calib)]
+    calib = _calib_batches(ds.x_train, n_calib, cfg.calib_batch_size)
     rows: list[dict] = []
 
     def row(model_name, method, acc, epochs, **extra):
@@ -110,10 +122,7 @@ def run(quick: bool = False) -> TableResult:
     # ---------------------------------------------------------------- LeNet-300-100
     mlp = get_model("lenet300", input_shape=ds.input_shape, num_classes=ds.num_classes)
     ep = q.mlp_epochs if quick else cfg.mlp.epochs
-    res = fit(mlp, ds, optax.adam(cfg.mlp.learning_rate), epochs=ep, batch_size=bs,
-              seed=seed, progress=False)
-    params, ms = res.state.params, res.state.model_state
-    acc_fp = _acc(mlp, params, ms, ds)
+    params, ms, acc_fp = _train_float(mlp, ds, cfg.mlp.learning_rate, ep, seed, bs)
     row("lenet300", "fp32", acc_fp, ep)
 
     w8a8 = ptq(mlp, params, ms, calib, bits=8, act_bits=8)
@@ -180,13 +189,9 @@ def run(quick: bool = False) -> TableResult:
     cnn = get_model("rescnn", input_shape=cds.input_shape, num_classes=cds.num_classes,
                     channels=tuple(q.cnn_channels if quick else cfg.cnn.channels))
     cep = q.cnn_epochs if quick else cfg.cnn.epochs
-    res = fit(cnn, cds, optax.adam(cfg.cnn.learning_rate), epochs=cep, batch_size=bs,
-              seed=seed, progress=False)
-    cp, cms = res.state.params, res.state.model_state
-    acc_cnn_fp = _acc(cnn, cp, cms, cds)
+    cp, cms, acc_cnn_fp = _train_float(cnn, cds, cfg.cnn.learning_rate, cep, seed, bs)
     row("rescnn", "fp32 (BN)", acc_cnn_fp, cep)
-    ccalib = [cds.x_train[i * cfg.calib_batch_size:(i + 1) * cfg.calib_batch_size]
-              for i in range(n_calib)]
+    ccalib = _calib_batches(cds.x_train, n_calib, cfg.calib_batch_size)
     c_pc = ptq(cnn, cp, cms, ccalib, bits=8, act_bits=8)
     acc_c_pc = _acc(c_pc.model, c_pc.params, c_pc.model_state, cds)
     row("rescnn", "W8A8 PTQ per-channel (folded)", acc_c_pc, cep)

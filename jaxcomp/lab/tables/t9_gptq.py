@@ -23,10 +23,9 @@ from jaxcomp.experiment.paper_table import (
     mean_std,
     table_logger,
 )
-from jaxcomp.lab.tables.gpt_base import base_note, trained_gpt
+from jaxcomp.lab.tables import gpt_base
 from jaxcomp.models import gpt_blocks as gb
 from jaxcomp.models import gpt_ptq
-from jaxcomp.models.lm import bits_per_byte
 from jaxcomp.quant import calib
 
 TABLE = "T9"
@@ -53,26 +52,16 @@ def load_config(quick: bool = False):
     return load_table_config("t9_gptq", quick)
 
 
-def calib_tokens(data, context: int, n: int, batch: int, seed: int) -> list[np.ndarray]:
-    """``n`` random training windows (seeded), in batches of ``batch``."""
-    rng = np.random.default_rng([seed, 9])
-    starts = rng.integers(0, len(data.train) - context, size=n)
-    win = data.train[starts[:, None] + np.arange(context)].astype(np.int32)
-    return [win[i:i + batch] for i in range(0, n, batch)]
-
-
 def run_seed(cfg, seed: int, quick: bool) -> tuple[dict[str, float], dict]:
     """Every row's valid bpb for one seed, and the base model's facts."""
-    base = trained_gpt(cfg.gpt, seed, quick, log=_log)
-    model, params, ms, data, ctx = base.model, base.params, base.model_state, base.data, \
-        base.context
-    ev = (cfg.gpt.quick.eval_windows if quick else cfg.gpt.eval_windows) or None
+    base = gpt_base.trained_gpt(cfg.gpt, seed, quick, log=_log)
+    model, params = base.model, base.params
     spec = gb.gpt_spec(model)
-    toks = calib_tokens(data, ctx, cfg.calib_windows, cfg.calib_batch, seed)
+    toks = gpt_base.calib_tokens(base.data, base.context, cfg.calib_windows, cfg.calib_batch, seed)
     gs = cfg.group_size
 
-    def bpb(m, p):
-        return bits_per_byte(m, p, ms, data, context=ctx, batch_size=32, max_windows=ev)
+    def bpb(m, p):  # the model first: most rows run a tapped variant of the base model
+        return base.bpb(p, m)
 
     def blocks_of(sp, p):
         xs = [gb.embed_forward(sp, gb.pure(p), t) for t in toks]
@@ -112,10 +101,7 @@ def run_seed(cfg, seed: int, quick: bool) -> tuple[dict[str, float], dict]:
     rot_fp = bpb(gb.tapped_model(model, spec=rspec), rp)
     out["KV cache int8 (fake-quant in blocks)"] = bpb(gb.tapped_model(model, kv_bits=8), params)
     summary = gpt_ptq.outlier_summary(stats)
-    facts = {"valid_bpb": base.valid_bpb, "unigram_bpb": base.unigram_bpb,
-             "bigram_bpb": base.bigram_bpb, "steps": base.steps, "tokens": base.tokens,
-             "train_seconds": base.train_seconds, "cached": base.cached,
-             "rotated_fp32_bpb": rot_fp,
+    facts = {**base.facts(), "rotated_fp32_bpb": rot_fp,
              "act_max_over_median": max(v["max_over_median"] for v in summary.values()),
              "act_max_over_median_median": float(np.median(
                  [v["max_over_median"] for v in summary.values()])),
@@ -129,11 +115,7 @@ def run_seed(cfg, seed: int, quick: bool) -> tuple[dict[str, float], dict]:
 def run(quick: bool = False) -> TableResult:
     cfg = load_config(quick)
     t_start = time.perf_counter()
-    per_seed, facts = [], []
-    for seed in cfg.seeds:
-        r, f = run_seed(cfg, seed, quick)
-        per_seed.append(r)
-        facts.append(f)
+    per_seed, facts = zip(*(run_seed(cfg, seed, quick) for seed in cfg.seeds), strict=True)
     mean = {k: float(np.mean([r[k] for r in per_seed])) for k in per_seed[0]}
     gs = cfg.group_size
     rows = []
@@ -164,9 +146,7 @@ def run(quick: bool = False) -> TableResult:
     mf = lambda k: float(np.mean([f[k] for f in facts]))
     ours = {f"{r['method']}_bpb": r["valid_bpb"] for r in rows}
     ours.update({
-        "base_valid_bpb": mf("valid_bpb"), "unigram_bpb": facts[0]["unigram_bpb"],
-        "bigram_bpb": facts[0]["bigram_bpb"], "base_train_steps": facts[0]["steps"],
-        "base_train_tokens": facts[0]["tokens"], "base_train_seconds": mf("train_seconds"),
+        **gpt_base.base_ours(facts), "base_train_seconds": mf("train_seconds"),
         "rotated_fp32_bpb": mf("rotated_fp32_bpb"),
         "act_channel_max_over_median (worst layer)": mf("act_max_over_median"),
         "act_channel_max_over_median (median layer)": mf("act_max_over_median_median"),
@@ -178,8 +158,7 @@ def run(quick: bool = False) -> TableResult:
         "seconds": round(time.perf_counter() - t_start, 1),
     })
     deviations = [
-        "A 4-layer, width-256 byte GPT trained from scratch on the fortunes corpus (CPU "
-        "budget) instead of OPT/BLOOM/LLaMA; valid bits per byte instead of perplexity.",
+        gpt_base.base_deviation("OPT/BLOOM/LLaMA", "perplexity"),
         "Every method covers the attention q/k/v/o and MLP up/down linears only (embedding "
         "and tied head in float); weights asymmetric, group 128 along the input axis.",
         "W8A8: per-channel symmetric int8 weights, one static per-tensor int8 scale per "
@@ -193,24 +172,13 @@ def run(quick: bool = False) -> TableResult:
         "the blocks' forward (jaxcomp.models.gpt_blocks, kv_bits=8); the decode path's own "
         "KV-cache quantization was not merged when this table was written.",
     ]
-    if quick:
-        deviations.insert(0, "QUICK MODE: one seed, a tiny GPT trained 150 steps, 16 "
-                             "calibration windows, group 32; claims are not meaningful.")
-    return TableResult(TABLE, TITLE, PAPER, ours, claims, deviations,
-                       _analysis(claims, ours), quick, rows)
+    return gpt_base.gpt_table_result(TABLE, TITLE, PAPER, ours, claims, deviations, quick,
+                                     rows, quick_also=", group 32", explain={"d": _explain_d})
 
 
-def _analysis(claims: list[Claim], ours: dict) -> str:
-    notes = [base_note(ours)]
-    for c in claims:
-        if c.passed:
-            continue
-        if c.id == "d":
-            notes.append(
-                f"d FAIL ({c.value:+.4f} bpb): the linear inputs' channel max/median is "
-                f"{ours['act_channel_max_over_median (worst layer)']:.1f} in the worst layer "
-                f"(kurtosis {ours['act_kurtosis (worst layer)']:.1f}); without large outlier "
-                "channels at this scale there is little for smoothing to migrate.")
-        else:
-            notes.append(f"{c.id} FAIL ({c.value:+.4f} vs {c.op} {c.threshold:g}).")
-    return " ".join(notes)
+def _explain_d(c: Claim, ours: dict) -> str:
+    """Why claim d (SmoothQuant helps) can fail here: the activations' outliers are small."""
+    return (f"d FAIL ({c.value:+.4f} bpb): the linear inputs' channel max/median is "
+            f"{ours['act_channel_max_over_median (worst layer)']:.1f} in the worst layer "
+            f"(kurtosis {ours['act_kurtosis (worst layer)']:.1f}); without large outlier "
+            "channels at this scale there is little for smoothing to migrate.")

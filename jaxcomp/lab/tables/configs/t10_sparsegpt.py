@@ -19,20 +19,14 @@ Expected: not yet run in full here (see docs/results/T10.md once it has been).
 
 import ml_collections
 
-from jaxcomp.lab.tables.configs.gpt_base import get_config as gpt_config
+from jaxcomp.lab.tables.configs.common import gpt_calib_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.name = "t10_sparsegpt"
-    c.gpt = gpt_config()
-    c.seeds = (0, 1)
-    c.calib_windows = 128
-    c.calib_batch = 16
-    c.sparsity = 0.5
-    c.damp = 0.01
-    c.block_size = 128
-    c.owl_lambda = 0.08
-    c.quick = ml_collections.ConfigDict({"seeds": (0,), "calib_windows": 16, "calib_batch": 8})
+    c = gpt_calib_config("t10_sparsegpt")
+    c.sparsity = 0.5            # the unstructured rows (the others are 2:4)
+    c.damp = 0.01               # SparseGPT: damp * mean(diag H) added to the diagonal of H
+    c.block_size = 128          # SparseGPT: inputs per lazy-update block (one mask each)
+    c.owl_lambda = 0.08         # OWL: block sparsities within sparsity ± owl_lambda
     c.lock()
     return c

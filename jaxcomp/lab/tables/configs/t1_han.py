@@ -20,25 +20,18 @@ threshold keeps ~20-30% of the output layer vs < 10% of the first.
 
 import ml_collections
 
+from jaxcomp.lab.tables.configs.common import lenet300_config
+
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.name = "t1_han"
-    c.seeds = (0, 1, 2)
-    c.limit_train = 0
-    c.limit_test = 0
-    c.batch_size = 128
-    c.learning_rate = 1e-3
+    c = lenet300_config("t1_han")
     c.weight_decay = 5e-5
-    c.epochs = 12
     c.rounds = 3
     c.retrain_epochs = 3
     c.retrain_lr_factor = 0.1
     c.keep = ml_collections.ConfigDict(
         {"Dense_0/kernel": 0.08, "Dense_1/kernel": 0.09, "Dense_2/kernel": 0.26})
     c.keep_5x = 0.2             # overall kept fraction of the 5× run (Han's ratios scaled)
-    c.quick = ml_collections.ConfigDict(
-        {"seeds": (0,), "limit_train": 3000, "limit_test": 1000, "epochs": 2, "rounds": 2,
-         "retrain_epochs": 1})
+    c.quick.update({"rounds": 2, "retrain_epochs": 1})
     c.lock()
     return c

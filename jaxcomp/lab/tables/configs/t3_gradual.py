@@ -17,22 +17,15 @@ the small dense MLP ~0.86-0.87; Δt = 100 vs 1000 within a few tenths of a point
 
 import ml_collections
 
+from jaxcomp.lab.tables.configs.common import lenet300_config
+
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.name = "t3_gradual"
-    c.seeds = (0, 1, 2)
-    c.limit_train = 0
-    c.limit_test = 0
-    c.batch_size = 128
-    c.learning_rate = 1e-3
-    c.epochs = 12
+    c = lenet300_config("t3_gradual")
     c.sparsity = 0.9
     c.dts = (100, 1000)
     c.begin_epochs = 1          # t0: gradual pruning starts after this many epochs
     c.span = 3000               # n·Δt: steps from t0 to the final sparsity
-    c.quick = ml_collections.ConfigDict(
-        {"seeds": (0,), "limit_train": 3000, "limit_test": 1000, "epochs": 2, "dts": (5, 10),
-         "begin_epochs": 0, "span": 20})
+    c.quick.update({"dts": (5, 10), "begin_epochs": 0, "span": 20})
     c.lock()
     return c

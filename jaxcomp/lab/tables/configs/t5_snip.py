@@ -20,19 +20,12 @@ so (b) at 95% did not reach 1 pt), and a 9.2 pt gap at 98%.
 
 import ml_collections
 
+from jaxcomp.lab.tables.configs.common import lenet300_config
+
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.name = "t5_snip"
-    c.seeds = (0, 1, 2)
-    c.limit_train = 0
-    c.limit_test = 0
-    c.batch_size = 128
+    c = lenet300_config("t5_snip")
     c.snip_batch = 100          # the paper's batch for the sensitivity
-    c.learning_rate = 1e-3
-    c.epochs = 12
     c.sparsities = (0.95, 0.98)
-    c.quick = ml_collections.ConfigDict(
-        {"seeds": (0,), "limit_train": 3000, "limit_test": 1000, "epochs": 2})
     c.lock()
     return c

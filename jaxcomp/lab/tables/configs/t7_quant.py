@@ -30,13 +30,11 @@ fp32 +3 epochs 0.8979, its W4 PTQ per-channel 0.8926, W4 QAT 0.8974 (c2 +0.48 pt
 
 import ml_collections
 
+from jaxcomp.lab.tables.configs.common import single_seed_config
+
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.name = "t7_quant"
-    c.data = "fashion_mnist"
-    c.seed = 0
-    c.batch_size = 128
+    c = single_seed_config("t7_quant")
     c.mlp = ml_collections.ConfigDict({
         "limit_train": 0, "limit_test": 0, "epochs": 10, "learning_rate": 1e-3})
     c.calib_batches = 10

@@ -35,13 +35,11 @@ e fails), Tucker-2 0.95x, CP 0.41x, SVD 3.3x for 4.0x fewer FLOPs.
 
 import ml_collections
 
+from jaxcomp.lab.tables.configs.common import single_seed_config
+
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.name = "t8_decompose"
-    c.data = "fashion_mnist"
-    c.seed = 0
-    c.batch_size = 128
+    c = single_seed_config("t8_decompose")
     c.learning_rate = 1e-3
     c.finetune_lr = 2e-4
     c.finetune_epochs = 2

@@ -19,20 +19,14 @@ Expected: not yet run in full here (see docs/results/T9.md once it has been).
 
 import ml_collections
 
-from jaxcomp.lab.tables.configs.gpt_base import get_config as gpt_config
+from jaxcomp.lab.tables.configs.common import gpt_calib_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.name = "t9_gptq"
-    c.gpt = gpt_config()
-    c.seeds = (0, 1)
-    c.calib_windows = 128
-    c.calib_batch = 16
+    c = gpt_calib_config("t9_gptq")
     c.group_size = 128
     c.smooth_alpha = 0.5
     c.rotation_seed = 0
-    c.quick = ml_collections.ConfigDict({
-        "seeds": (0,), "calib_windows": 16, "calib_batch": 8, "group_size": 32})
+    c.quick.group_size = 32
     c.lock()
     return c
