@@ -103,6 +103,12 @@ def gpt_spec(model: Model, **options: Any) -> GPTSpec:
     if not isinstance(gpt, GPT):
         raise ConfigError(f"gpt_spec: model {model.name!r} builds a {type(gpt).__name__}, "
                           "not a jaxcomp.models.gpt.GPT")
+    return module_spec(gpt, **options)
+
+
+def module_spec(gpt: Any, **options: Any) -> GPTSpec:
+    """The :class:`GPTSpec` of a GPT module (concrete or abstract); ``options`` as for
+    :func:`gpt_spec`."""
     attn = gpt.blocks[0].attn
     spec = GPTSpec(len(gpt.blocks), attn.num_heads, attn.num_kv_heads, attn.head_dim,
                    gpt.blocks[0].mlp.kind, attn.rope_base, gpt.pos is not None,
@@ -293,4 +299,4 @@ def write_back(params: Any, new: Sequence[Block] | Mapping[str, jax.Array]) -> A
 
 __all__ = ["GPTSpec", "block_fn", "block_forward", "embed", "embed_forward", "forward",
            "gpt_blocks", "gpt_spec", "head_forward", "kernels", "linear_paths", "logits",
-           "norm_forward", "pure", "tapped_model", "write_back"]
+           "module_spec", "norm_forward", "pure", "tapped_model", "write_back"]

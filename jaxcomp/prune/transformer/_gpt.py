@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -30,6 +31,7 @@ from flax import nnx
 
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.flax.model import Model
+from jaxcomp.flax.modules import is_nnx
 from jaxcomp.models import gpt_blocks as gb
 from jaxcomp.models.gpt import GPT
 
@@ -57,11 +59,46 @@ def config_of(gpt: GPT) -> dict[str, Any]:
             "rope_base": float(attn.rope_base if attn.rope_base is not None else 10000.0)}
 
 
-def build(config: dict[str, Any]) -> Model:
-    """``get_model("gpt", ...)`` of a keyword config."""
+def _key(config: dict[str, Any]) -> tuple:
+    return tuple(sorted(config.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _build(key: tuple) -> Model:
     from jaxcomp.models import get_model
 
+    config = dict(key)
     return get_model("gpt", input_shape=(config["context"],), **config)
+
+
+def build(config: dict[str, Any]) -> Model:
+    """``get_model("gpt", ...)`` of a keyword config (one Model per config, so jitted
+    programs keyed on it are shared)."""
+    return _build(_key(config))
+
+
+@functools.lru_cache(maxsize=64)
+def _abstract_gpt(key: tuple) -> tuple[dict[str, tuple[int, ...]], gb.GPTSpec]:
+    gpt = nnx.eval_shape(lambda: GPT(rngs=nnx.Rngs(0), **dict(key)))
+    return _shapes(nnx.to_pure_dict(nnx.state(gpt, nnx.Param))), gb.module_spec(gpt)
+
+
+def _expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    return dict(_abstract_gpt(_key(config))[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _model_config(model: Model) -> dict[str, Any] | str:
+    gpt = nnx.eval_shape(lambda: model.module(nnx.Rngs(0)))
+    return config_of(gpt) if isinstance(gpt, GPT) else type(gpt).__name__
+
+
+def abstract_params(config: dict[str, Any]) -> tuple[Model, Any, Any]:
+    """``(model, params, model_state)`` of a config with abstract (shape-only) leaves:
+    ``model.init`` traced, not run; fill the params with ``nnx.replace_by_pure_dict``."""
+    model = build(config)
+    params, ms = jax.eval_shape(model.init, jax.random.key(0), None)
+    return model, params, ms
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
@@ -80,14 +117,16 @@ def resolve(model: Any, params: Any, what: str = "model") -> Target:
         config = config_of(gpt)
         model = build(config)
     elif isinstance(model, Model):
-        if model.module is None:
+        if not is_nnx(model):
             raise ConfigError(f"{what}: {model.name!r} has no NNX constructor; pass the Model "
                               "of get_model('gpt', ...) or a jaxcomp.models.gpt.GPT module")
-        gpt = nnx.eval_shape(lambda: model.module(nnx.Rngs(0)))
-        if not isinstance(gpt, GPT):
-            raise ConfigError(f"{what}: {model.name!r} builds a {type(gpt).__name__}, not a "
+        try:
+            config = _model_config(model)
+        except TypeError:  # an unhashable Model: not cached
+            config = _model_config.__wrapped__(model)
+        if isinstance(config, str):
+            raise ConfigError(f"{what}: {model.name!r} builds a {config}, not a "
                               "jaxcomp.models.gpt.GPT")
-        config = config_of(gpt)
         if params is None:
             raise ConfigError(f"{what}: params is None; pass the Model's params (from "
                               "model.init) or pass the NNX GPT module itself")
@@ -101,13 +140,7 @@ def resolve(model: Any, params: Any, what: str = "model") -> Target:
     if bad:
         raise ConfigError(f"{what}: params do not fit the GPT config {config}: "
                           f"{[(k, got.get(k), want.get(k)) for k in bad[:4]]} (got, expected)")
-    spec = gb.gpt_spec(model)
-    return Target(model, p, config, spec)
-
-
-def _expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    abstract = nnx.eval_shape(lambda: GPT(rngs=nnx.Rngs(0), **config))
-    return _shapes(nnx.to_pure_dict(nnx.state(abstract, nnx.Param)))
+    return Target(model, p, config, _abstract_gpt(_key(config))[1])
 
 
 def check_tokens(tokens: Any, config: dict[str, Any], what: str, min_len: int = 1

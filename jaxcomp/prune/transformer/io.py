@@ -25,11 +25,9 @@ from __future__ import annotations
 import json
 import os
 
-import jax
-
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.prune.rebuild import restore_variables, save_shrunk
-from jaxcomp.prune.transformer._gpt import build
+from jaxcomp.prune.transformer._gpt import abstract_params
 from jaxcomp.prune.transformer.result import Pruned
 
 FORMAT = "jaxcomp.transformer_prune/1"
@@ -62,8 +60,7 @@ def load_pruned(directory: str) -> Pruned:
     if rec.get("format") != FORMAT:
         raise ConfigError(f"load_pruned: {path} has format {rec.get('format')!r}; expected "
                           f"{FORMAT!r}")
-    model = build(rec["config"])
-    params, ms = model.init(jax.random.key(0), None)
+    model, params, ms = abstract_params(rec["config"])
     params, ms = restore_variables(directory, params, ms)
     return Pruned(model, params, ms, rec["config"], rec["kept"], rec["params_before"],
                   rec["params_after"])

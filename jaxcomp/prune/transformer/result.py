@@ -18,13 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import jax
 from flax import nnx
 
 from jaxcomp.flax.model import Model
 from jaxcomp.models.gpt import GPT, as_module
 from jaxcomp.prune.transformer import structure as st
-from jaxcomp.prune.transformer._gpt import Target, build, count, resolve
+from jaxcomp.prune.transformer._gpt import Target, abstract_params, count, resolve
 
 
 class Pruned(NamedTuple):
@@ -50,8 +49,7 @@ class Pruned(NamedTuple):
 def from_pure(config: Mapping[str, Any], pure: dict, kept: Mapping[str, Any],
               before: int) -> Pruned:
     """A :class:`Pruned` of ``config`` carrying the pure params ``pure``."""
-    model = build(dict(config))
-    params, ms = model.init(jax.random.key(0), None)
+    model, params, ms = abstract_params(dict(config))
     nnx.replace_by_pure_dict(params, pure)
     return Pruned(model, params, ms, dict(config), dict(kept), before, count(params))
 

@@ -200,7 +200,9 @@ def slice_params(cfg: Mapping[str, Any], params: dict, kept: Mapping[str, Any]) 
 def zeroed_params(cfg: Mapping[str, Any], params: dict, kept: Mapping[str, Any]) -> dict:
     """Pure params with every removed slice zeroed and every removed block's ``o`` and
     ``down`` (kernel and bias) zeroed, which makes that block the identity."""
-    out = surgery.masked_params(params, gpt_graph(cfg), keep_of(kept))
+    graph = gpt_graph(cfg)
+    keep = {g: k for g, k in keep_of(kept).items() if len(k) < graph.groups[g].size}
+    out = surgery.masked_params(params, graph, keep) if keep else params
     dropped = set(range(cfg["num_layers"])) - set(kept["blocks"])
     blocks = dict(out["blocks"])
     for i in dropped:
