@@ -26,6 +26,7 @@ Example:
     True
 """
 
+from jaxcomp.prune.transformer._gpt import gpt_config
 from jaxcomp.prune.transformer.depth import block_importance, prune_depth
 from jaxcomp.prune.transformer.importance import Importance, importance
 from jaxcomp.prune.transformer.io import load_pruned, save_pruned
@@ -34,6 +35,6 @@ from jaxcomp.prune.transformer.result import Pruned, apply_kept
 from jaxcomp.prune.transformer.structure import full_kept, gpt_graph
 from jaxcomp.prune.transformer.width import prune_width
 
-__all__ = ["Importance", "Pruned", "apply_kept", "block_importance", "full_kept", "gpt_graph",
-           "importance", "load_pruned", "masked_forward", "masked_params", "prune_depth",
-           "prune_width", "save_pruned"]
+__all__ = ["Importance", "Pruned", "apply_kept", "block_importance", "full_kept", "gpt_config",
+           "gpt_graph", "importance", "load_pruned", "masked_forward", "masked_params",
+           "prune_depth", "prune_width", "save_pruned"]

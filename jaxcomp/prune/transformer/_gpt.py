@@ -93,6 +93,36 @@ def _model_config(model: Model) -> dict[str, Any] | str:
     return config_of(gpt) if isinstance(gpt, GPT) else type(gpt).__name__
 
 
+def gpt_config(model: Any) -> dict[str, Any]:
+    """The GPT keyword config of a ``get_model("gpt", ...)`` Model or an NNX GPT module.
+
+    Example:
+        >>> from jaxcomp.models import get_model
+        >>> gpt_config(get_model("gpt", input_shape=(8,), num_layers=1, width=16,
+        ...                      num_heads=2))["mlp_hidden"]
+        64
+    """
+    return dict(resolve_config(model, "gpt_config.model"))
+
+
+def resolve_config(model: Any, what: str) -> dict[str, Any]:
+    """The config of a GPT module or GPT Model; ConfigError for anything else."""
+    if isinstance(model, GPT):
+        return config_of(model)
+    if not isinstance(model, Model) or not is_nnx(model):
+        raise ConfigError(f"{what}: got {getattr(model, 'name', type(model).__name__)!r}; "
+                          "expected the Model of get_model('gpt', ...) or a "
+                          "jaxcomp.models.gpt.GPT module")
+    try:
+        config = _model_config(model)
+    except TypeError:  # an unhashable Model: not cached
+        config = _model_config.__wrapped__(model)
+    if isinstance(config, str):
+        raise ConfigError(f"{what}: {model.name!r} builds a {config}, not a "
+                          "jaxcomp.models.gpt.GPT")
+    return config
+
+
 def abstract_params(config: dict[str, Any]) -> tuple[Model, Any, Any]:
     """``(model, params, model_state)`` of a config with abstract (shape-only) leaves:
     ``model.init`` traced, not run; fill the params with ``nnx.replace_by_pure_dict``."""
@@ -110,29 +140,13 @@ def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
 def resolve(model: Any, params: Any, what: str = "model") -> Target:
     """A :class:`Target` from a GPT ``Model`` + params or an NNX GPT module (+ params or
     ``None``); ConfigError for anything else or params of another shape."""
+    config = resolve_config(model, what)
     if isinstance(model, GPT):
-        gpt = model
-        if params is None:
-            params = nnx.state(gpt, nnx.Param)
-        config = config_of(gpt)
+        params = nnx.state(model, nnx.Param) if params is None else params
         model = build(config)
-    elif isinstance(model, Model):
-        if not is_nnx(model):
-            raise ConfigError(f"{what}: {model.name!r} has no NNX constructor; pass the Model "
-                              "of get_model('gpt', ...) or a jaxcomp.models.gpt.GPT module")
-        try:
-            config = _model_config(model)
-        except TypeError:  # an unhashable Model: not cached
-            config = _model_config.__wrapped__(model)
-        if isinstance(config, str):
-            raise ConfigError(f"{what}: {model.name!r} builds a {config}, not a "
-                              "jaxcomp.models.gpt.GPT")
-        if params is None:
-            raise ConfigError(f"{what}: params is None; pass the Model's params (from "
-                              "model.init) or pass the NNX GPT module itself")
-    else:
-        raise ConfigError(f"{what}: got {type(model).__name__}; expected the Model of "
-                          "get_model('gpt', ...) or a jaxcomp.models.gpt.GPT module")
+    elif params is None:
+        raise ConfigError(f"{what}: params is None; pass the Model's params (from "
+                          "model.init) or pass the NNX GPT module itself")
     p = gb.pure(params)
     want = _expected_shapes(config)
     got = _shapes(p)
