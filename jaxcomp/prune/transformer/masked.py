@@ -12,17 +12,16 @@ LayerNorms whose statistics run over the kept channels only (a masked LayerNorm)
 it equals ``model.apply`` on :func:`masked_params`).
 
 Example:
-    >>> import jax, jax.numpy as jnp, numpy as np
-    >>> from jaxcomp.models import get_model
-    >>> from jaxcomp.prune import transformer as tp
-    >>> model = get_model("gpt", input_shape=(8,), num_layers=2, width=16, num_heads=2)
-    >>> params, ms = model.init(jax.random.key(0), None)
+    >>> import numpy as np
+    >>> from flax import nnx
+    >>> from jaxcomp.models.gpt import GPT
+    >>> from jaxcomp.prune.transformer import apply_kept
+    >>> gpt = GPT(num_layers=2, width=16, num_heads=2, context=8, rngs=nnx.Rngs(0))
     >>> kept = {"heads": {"0": [1], "1": [0]}, "kv_heads": {"0": [1], "1": [0]},
     ...         "channels": list(range(12))}
-    >>> tokens = jnp.arange(16).reshape(2, 8)
-    >>> ref = masked_forward(model, params, kept, tokens)
-    >>> small = tp.apply_kept(model, params, kept)
-    >>> out, _ = small.model.apply(small.params, small.model_state, tokens)
+    >>> small = apply_kept(gpt, None, kept)              # the physically smaller GPT
+    >>> x = np.arange(16).reshape(2, 8)
+    >>> out, ref = small.module()(x), masked_forward(gpt, None, kept, x)
     >>> bool(np.allclose(out, ref, atol=1e-5)), small.config["width"]
     (True, 12)
 """
