@@ -324,6 +324,22 @@ def test_bad_input():
             pytest.fail(f"{name}: no error")
 
 
+def test_gpt_head_dim_keyword():
+    """A GPT whose heads do not tile its width (what width pruning produces)."""
+    gpt = GPT(num_layers=1, width=20, num_heads=2, head_dim=8, context=8, positions="rope",
+              rngs=nnx.Rngs(0))
+    assert gpt.blocks[0].attn.q.kernel.shape == (20, 16)
+    assert gpt(jnp.zeros((1, 8), jnp.int32)).shape == (1, 8, 256)
+    with pytest.raises(ConfigError, match=r"model\.head_dim: got 0; must be None or an "
+                                          r"integer >= 1"):
+        GPT(num_layers=1, width=20, num_heads=2, head_dim=0, rngs=nnx.Rngs(0))
+    with pytest.raises(ConfigError, match=r"even head dimension; got head_dim = 5"):
+        GPT(num_layers=1, width=20, num_heads=2, head_dim=5, positions="rope",
+            rngs=nnx.Rngs(0))
+    with pytest.raises(ConfigError, match=r"prune_depth\.calib_tokens: got shape \(\)"):
+        tp.prune_depth(gpt, None, None, num_layers=1, method="cosine")
+
+
 def test_load_pruned_bad_directory(tmp_path):
     with pytest.raises(ConfigError, match=r"load_pruned\.directory: .* no structure\.json"):
         tp.load_pruned(str(tmp_path))

@@ -66,9 +66,10 @@ def block_importance(model: Any, params: Any, calib_tokens: Any, *, method: str 
         return np.arange(n, 0, -1, dtype=np.float64)
     if method == "random":
         return np.random.default_rng(seed).uniform(size=n)
+    tokens = check_tokens(calib_tokens, t.config, "prune_depth.calib_tokens",
+                          min_len=1 if method == "cosine" else 2)
     if method == "cosine":
-        return importance(model, params, calib_tokens, batch_size=batch_size).blocks
-    tokens = check_tokens(calib_tokens, t.config, "prune_depth.calib_tokens", min_len=2)
+        return importance(model, params, tokens, batch_size=batch_size).blocks
     base = mean_loss(t, t.params, tokens, batch_size)
     full = st.full_kept(t.config)
     return np.asarray([mean_loss(t, st.zeroed_params(
