@@ -20,12 +20,17 @@ on a GPU, ``jax`` memory stats' ``peak_bytes_in_use`` instead. ``weights_mib`` a
 
 ``decode_int8_time_ratio`` = W8A8 decode time / fp32 decode time at batch 1 (target <= 0.9).
 
+``width_pruned_speedup_vs_flops`` = (dense / width-pruned forward time at batch 64) / (dense /
+pruned FLOPs) of the same GPT pruned to about half its parameters (:func:`width_pruned`;
+target >= 0.8).
+
 ``kv_bpb_*``: valid bits per byte of a 2-layer width-128 GPT trained on fortunes (600 steps),
 decoded through the float, int8, int4 or fp8 KV cache (:func:`kv_bpb`); ``lowp_bpb_*``: the
 same model's bpb with its linear kernels converted (bf16, W8A8, fp8, W8A16, W4A16 g64).
 
 Run: ``python benchmarks/transformer.py`` (``--quick``: 64-token prefill, 16 new tokens,
-3 repeats, 150 training steps, no memory children; ``--no-bpb``, ``--no-memory`` skip parts).
+3 repeats, 150 training steps, no memory children; ``--no-bpb``, ``--no-memory`` skip parts;
+``--only width_pruned`` runs that figure alone).
 """
 
 from __future__ import annotations
@@ -160,6 +165,65 @@ def kv_bpb(quick: bool) -> None:
              full_forward_bpb=round(full, 4), delta=round(bpb - full, 4))
 
 
+def _flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    return float((cost[0] if isinstance(cost, list | tuple) else cost)["flops"])
+
+
+def analytic_flops(cfg: dict, batch: int, t: int) -> int:
+    """Multiply-adds x 2 of a GPT forward: the linear layers and the head per token, plus
+    the (full, then masked) ``T x T`` attention scores and mixing."""
+    d, hd, h, k = cfg["width"], cfg["head_dim"], cfg["num_heads"], cfg["num_kv_heads"]
+    mats = 2 if cfg["mlp"] == "gelu" else 3
+    per_block = 2 * d * h * hd + 2 * d * k * hd + mats * d * cfg["mlp_hidden"]
+    linear = 2 * batch * t * (cfg["num_layers"] * per_block + d * cfg["vocab_size"])
+    return linear + cfg["num_layers"] * batch * 4 * t * t * h * hd
+
+
+def width_pruned(quick: bool, repeats: int) -> None:
+    """``width_pruned_speedup_vs_flops``: the 4-layer width-256 GPT (4 heads, GELU 1024)
+    width-pruned to about half its parameters (heads 4->2, mlp_hidden 1024->576, width
+    256->224; magnitude importance: speed does not depend on which parts go) by
+    :mod:`jaxcomp.prune.transformer`; jitted forward of (64, context) tokens, dense and
+    pruned interleaved, medians; (speed-up) / (FLOP reduction), FLOPs from XLA's cost
+    analysis of the two compiled programs (an analytic count is printed beside it)."""
+    from jaxcomp.models import get_model
+    from jaxcomp.prune import transformer as tp
+
+    ctx, batch = (64 if quick else 256), 64
+    model = get_model("gpt", input_shape=(ctx,), num_layers=4, width=256, num_heads=4,
+                      context=ctx)
+    params, ms = model.init(jax.random.key(0), None)
+    imp = tp.importance(model, params, None, method="magnitude")
+    small = tp.prune_width(model, params, imp, num_heads=2, mlp_hidden=576, width=224)
+    x = jax.random.randint(jax.random.key(1), (batch, ctx), 0, 256)
+    variants = {"dense": (model, params, ms, tp.gpt_config(model)),
+                "pruned": (small.model, small.params, small.model_state, small.config)}
+    fns, xla, ana = {}, {}, {}
+    for name, (m, p, s, cfg) in variants.items():
+        c = jax.jit(lambda p, s, x, m=m: m.apply(p, s, x)[0]).lower(p, s, x).compile()
+        xla[name], ana[name] = _flops(c), analytic_flops(cfg, batch, ctx)
+        fns[name] = lambda c=c, p=p, s=s: jax.block_until_ready(c(p, s, x))
+        fns[name]()                                     # warm
+    log(f"width-pruned GPT: load average {os.getloadavg()}, batch {batch} x {ctx}, "
+        f"{repeats} repeats")
+    t = interleaved(fns, repeats)
+    flop_red = xla["dense"] / xla["pruned"]
+    wall, cpu = (t["dense"][k] / t["pruned"][k] for k in ("wall", "cpu"))
+    value = wall / flop_red
+    emit("width_pruned_speedup_vs_flops", round(value, 3), "ratio", 0.8, ok=value >= 0.8,
+         speedup_wall=round(wall, 3), speedup_cpu=round(cpu, 3),
+         by_cpu_time=round(cpu / flop_red, 3), flop_reduction_xla=round(flop_red, 3),
+         flop_reduction_analytic=round(ana["dense"] / ana["pruned"], 3),
+         dense_wall_s=round(t["dense"]["wall"], 4), pruned_wall_s=round(t["pruned"]["wall"], 4),
+         dense_cpu_s=round(t["dense"]["cpu"], 4), pruned_cpu_s=round(t["pruned"]["cpu"], 4),
+         params_before=small.params_before, params_after=small.params_after,
+         pruned_config={k: small.config[k] for k in ("num_heads", "num_kv_heads", "head_dim",
+                                                      "width", "mlp_hidden")},
+         batch=batch, context=ctx, repeats=repeats, backend=jax.default_backend(),
+         load_average=[round(v, 2) for v in os.getloadavg()])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -167,11 +231,15 @@ def main() -> None:
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-bpb", action="store_true")
+    ap.add_argument("--only", choices=("all", "width_pruned"), default="all",
+                    help="width_pruned: only width_pruned_speedup_vs_flops")
     a = ap.parse_args()
     prefill_len, new = (64, 16) if a.quick else (256, 128)
     if a.child:
         return child(a.child, prefill_len, new)
     repeats = a.repeats or (3 if a.quick else 7)
+    if a.only == "width_pruned":
+        return width_pruned(a.quick, a.repeats or (3 if a.quick else 5))
     if not a.no_bpb:
         kv_bpb(a.quick)
     log(f"backend {jax.default_backend()}, load average {os.getloadavg()}, "
@@ -194,6 +262,7 @@ def main() -> None:
          xla_dot_rows1=int8_dot_kind(1), xla_dot_rows8=int8_dot_kind(8),
          xla_dot_rows2048=int8_dot_kind(2048), backend=jax.default_backend(),
          load_average=[round(x, 2) for x in os.getloadavg()], **_amx())
+    width_pruned(a.quick, repeats)
     if a.no_memory or a.quick:
         return
     for n in VARIANTS:

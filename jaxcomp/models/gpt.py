@@ -82,9 +82,9 @@ class Attention(nnx.Module):
 
     def __init__(self, width: int, num_heads: int, num_kv_heads: int, *, causal: bool = True,
                  rope_base: float | None = None, bias: bool = False, out_std: float = 0.02,
-                 rngs: nnx.Rngs):
+                 head_dim: int | None = None, rngs: nnx.Rngs):
         self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
-        self.head_dim = width // num_heads
+        self.head_dim = head_dim or width // num_heads
         self.causal, self.rope_base = causal, rope_base
         init = nnx.initializers.normal(0.02)
         lin = lambda a, b, i=init: nnx.Linear(a, b, use_bias=bias, kernel_init=i, rngs=rngs)
@@ -134,10 +134,10 @@ class Block(nnx.Module):
 
     def __init__(self, width: int, num_heads: int, num_kv_heads: int, mlp: str, hidden: int, *,
                  causal: bool = True, rope_base: float | None = None, bias: bool = False,
-                 out_std: float = 0.02, rngs: nnx.Rngs):
+                 out_std: float = 0.02, head_dim: int | None = None, rngs: nnx.Rngs):
         self.ln1 = nnx.LayerNorm(width, rngs=rngs)
         self.attn = Attention(width, num_heads, num_kv_heads, causal=causal, rope_base=rope_base,
-                              bias=bias, out_std=out_std, rngs=rngs)
+                              bias=bias, out_std=out_std, head_dim=head_dim, rngs=rngs)
         self.ln2 = nnx.LayerNorm(width, rngs=rngs)
         self.mlp = MLP(width, hidden, mlp, bias=bias, out_std=out_std, rngs=rngs)
 
@@ -147,13 +147,17 @@ class Block(nnx.Module):
         return x + self.mlp(self.ln2(x)), cache
 
 
-def check_heads(width: int, num_heads: int, num_kv_heads: int | None, mlp: str) -> int:
-    """Validate the attention shape; returns ``num_kv_heads`` (default ``num_heads``)."""
+def check_heads(width: int, num_heads: int, num_kv_heads: int | None, mlp: str,
+                head_dim: int | None = None) -> int:
+    """Validate the attention shape; returns ``num_kv_heads`` (default ``num_heads``).
+    Without ``head_dim``, ``num_heads`` must divide ``width``."""
     check_choice("model.mlp", mlp, ("gelu", "swiglu"))
     for name, val in (("model.width", width), ("model.num_heads", num_heads)):
         if not isinstance(val, int) or val < 1:
             raise ConfigError(f"{name}: got {val!r}; must be an integer >= 1")
-    if width % num_heads:
+    if head_dim is not None and (not isinstance(head_dim, int) or head_dim < 1):
+        raise ConfigError(f"model.head_dim: got {head_dim!r}; must be None or an integer >= 1")
+    if head_dim is None and width % num_heads:
         raise ConfigError(f"model.num_heads: got {num_heads}; must divide model.width={width}")
     kv = num_heads if num_kv_heads is None else num_kv_heads
     if not isinstance(kv, int) or kv < 1 or num_heads % kv:
@@ -179,24 +183,29 @@ class GPT(nnx.Module):
       positions: ``"learned"`` (table ``pos``) or ``"rope"`` (rotary, no table).
       tie_embeddings: the head is ``embed``'s transpose; else a separate ``head``.
       bias: biases in the attention and MLP linear layers.
+      head_dim: the attention head size (``None``: ``width // num_heads``); set it when
+        ``num_heads * head_dim != width`` (e.g. a width-pruned model,
+        :mod:`jaxcomp.prune.transformer`).
     """
 
     def __init__(self, *, vocab_size: int = 256, num_layers: int = 4, width: int = 256,
                  num_heads: int = 4, num_kv_heads: int | None = None, context: int = 256,
                  mlp: str = "gelu", mlp_hidden: int | None = None, positions: str = "learned",
                  tie_embeddings: bool = True, bias: bool = False, rope_base: float = 10000.0,
-                 rngs: nnx.Rngs):
-        kv = check_heads(width, num_heads, num_kv_heads, mlp)
+                 head_dim: int | None = None, rngs: nnx.Rngs):
+        kv = check_heads(width, num_heads, num_kv_heads, mlp, head_dim)
         check_choice("model.positions", positions, ("learned", "rope"))
-        if positions == "rope" and (width // num_heads) % 2:
+        hd = head_dim or width // num_heads
+        if positions == "rope" and hd % 2:
             raise ConfigError(f"model.positions='rope' needs an even head dimension; got "
-                              f"width/num_heads = {width}/{num_heads} = {width // num_heads}")
+                              f"head_dim = {hd}" + ("" if head_dim else
+                                                    f" (width/num_heads = {width}/{num_heads})"))
         for name, val in (("model.num_layers", num_layers), ("model.context", context),
                           ("model.vocab_size", vocab_size)):
             if not isinstance(val, int) or val < 1:
                 raise ConfigError(f"{name}: got {val!r}; must be an integer >= 1")
         self.vocab_size, self.context, self.width = vocab_size, context, width
-        self.num_kv_heads, self.head_dim = kv, width // num_heads
+        self.num_kv_heads, self.head_dim = kv, hd
         emb = nnx.initializers.normal(0.02)
         self.embed = nnx.Embed(vocab_size, width, embedding_init=emb, rngs=rngs)
         self.pos = (nnx.Embed(context, width, embedding_init=emb, rngs=rngs)
@@ -205,7 +214,7 @@ class GPT(nnx.Module):
         out_std = 0.02 / math.sqrt(2 * num_layers)
         self.blocks = nnx.List([
             Block(width, num_heads, kv, mlp, hidden, causal=True, bias=bias, out_std=out_std,
-                  rope_base=rope_base if positions == "rope" else None, rngs=rngs)
+                  rope_base=rope_base if positions == "rope" else None, head_dim=hd, rngs=rngs)
             for _ in range(num_layers)])
         self.ln_f = nnx.LayerNorm(width, rngs=rngs)
         self.head = (None if tie_embeddings else

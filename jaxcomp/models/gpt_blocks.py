@@ -103,6 +103,12 @@ def gpt_spec(model: Model, **options: Any) -> GPTSpec:
     if not isinstance(gpt, GPT):
         raise ConfigError(f"gpt_spec: model {model.name!r} builds a {type(gpt).__name__}, "
                           "not a jaxcomp.models.gpt.GPT")
+    return module_spec(gpt, **options)
+
+
+def module_spec(gpt: Any, **options: Any) -> GPTSpec:
+    """The :class:`GPTSpec` of a GPT module (concrete or abstract); ``options`` as for
+    :func:`gpt_spec`."""
     attn = gpt.blocks[0].attn
     spec = GPTSpec(len(gpt.blocks), attn.num_heads, attn.num_kv_heads, attn.head_dim,
                    gpt.blocks[0].mlp.kind, attn.rope_base, gpt.pos is not None,
@@ -121,11 +127,20 @@ def pure(params: Any) -> dict:
     return nnx.to_pure_dict(params) if isinstance(params, nnx.State) else params
 
 
-def _norm(p: Mapping, x: jax.Array, spec: GPTSpec) -> jax.Array:
+def norm_forward(p: Mapping, x: jax.Array, spec: GPTSpec) -> jax.Array:
+    """The block's LayerNorm (or RMSNorm) with params ``p`` (``scale``, ``bias``).
+
+    A ``"mask"`` entry in ``p`` (a ``(D,)`` 0/1 vector) takes the statistics over the
+    channels it keeps only (``x`` must be zero elsewhere): the masked model of a
+    residual-stream-pruned GPT (:mod:`jaxcomp.prune.transformer`)."""
     x32 = x.astype(jnp.float32)
+    m = p.get("mask")
+    mean = (lambda v: jnp.mean(v, -1, keepdims=True)) if m is None else \
+        (lambda v: jnp.sum(v * m, -1, keepdims=True) / jnp.sum(m))
     if spec.norm == "layer":
-        x32 = x32 - jnp.mean(x32, -1, keepdims=True)
-    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, -1, keepdims=True) + spec.eps)
+        x32 = x32 - mean(x32)
+        x32 = x32 if m is None else x32 * m
+    y = x32 * jax.lax.rsqrt(mean(x32 * x32) + spec.eps)
     if "scale" in p:
         y = y * p["scale"]
     if "bias" in p:
@@ -152,7 +167,7 @@ def block_forward(spec: GPTSpec, i: int, p: Mapping, x: jax.Array, tap: Tap = no
     pre = f"blocks/{i}/"
     b, t, _ = x.shape
     positions = jnp.arange(t)
-    a, at = _norm(p["ln1"], x, spec), p["attn"]
+    a, at = norm_forward(p["ln1"], x, spec), p["attn"]
     q = _linear(at["q"], pre + "attn/q", a, tap).reshape(b, t, spec.num_heads, spec.head_dim)
     k = _linear(at["k"], pre + "attn/k", a, tap).reshape(b, t, spec.num_kv_heads, spec.head_dim)
     v = _linear(at["v"], pre + "attn/v", a, tap).reshape(b, t, spec.num_kv_heads, spec.head_dim)
@@ -164,7 +179,7 @@ def block_forward(spec: GPTSpec, i: int, p: Mapping, x: jax.Array, tap: Tap = no
     if spec.online_hadamard:
         u = u @ _hadamard(u.shape[-1])
     x = x + _linear(at["o"], pre + "attn/o", u, tap)
-    h, mp = _norm(p["ln2"], x, spec), p["mlp"]
+    h, mp = norm_forward(p["ln2"], x, spec), p["mlp"]
     if spec.mlp == "swiglu":
         u = jax.nn.silu(_linear(mp["gate"], pre + "mlp/gate", h, tap)) * \
             _linear(mp["up"], pre + "mlp/up", h, tap)
@@ -216,7 +231,7 @@ def embed_forward(spec: GPTSpec, p: Mapping, tokens: jax.Array) -> jax.Array:
 
 def head_forward(spec: GPTSpec, p: Mapping, x: jax.Array) -> jax.Array:
     """The final norm and the output head: residual stream to ``(B, T, vocab)`` logits."""
-    x = _norm(p["ln_f"], x, spec)
+    x = norm_forward(p["ln_f"], x, spec)
     if "head" in p:
         h = p["head"]
         return x @ h["kernel"] + h["bias"] if "bias" in h else x @ h["kernel"]
@@ -284,4 +299,4 @@ def write_back(params: Any, new: Sequence[Block] | Mapping[str, jax.Array]) -> A
 
 __all__ = ["GPTSpec", "block_fn", "block_forward", "embed", "embed_forward", "forward",
            "gpt_blocks", "gpt_spec", "head_forward", "kernels", "linear_paths", "logits",
-           "pure", "tapped_model", "write_back"]
+           "module_spec", "norm_forward", "pure", "tapped_model", "write_back"]

@@ -51,6 +51,16 @@ from jaxcomp.prune.storage import (
 )
 from jaxcomp.prune.surgery import Shrunk, rebuild_linen, shrink
 
+
+def __getattr__(name: str):
+    """``jaxcomp.prune.transformer`` (structured GPT pruning) is imported on first use."""
+    if name == "transformer":
+        import importlib
+
+        return importlib.import_module("jaxcomp.prune.transformer")
+    raise AttributeError(f"module 'jaxcomp.prune' has no attribute {name!r}")
+
+
 __all__ = [
     "DependencyGraph", "Shrunk", "channel_masks", "channel_pruner", "channels",
     "dependency_groups", "group_scores", "groups", "iterative_magnitude_pruning", "lottery",

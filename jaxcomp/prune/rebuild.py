@@ -369,31 +369,32 @@ def save_shrunk(directory: str, small: Any, *, record: Mapping[str, Any] | None 
 
 
 def load_shrunk(directory: str, module: Any = None, *, key: jax.Array | None = None) -> Restored:
-    """Rebuild the smaller model from ``directory`` and restore its variables.
-
-    ``module`` as in :func:`rebuild`. NNX params come back as an ``nnx.State``.
-    """
-    import orbax.checkpoint as ocp
-
-    directory = os.path.abspath(directory)
+    """Rebuild the smaller model from ``directory`` and restore its variables (``module``
+    as in :func:`rebuild`; NNX params come back as an ``nnx.State``)."""
     with open(os.path.join(directory, "structure.json")) as f:
         record = json.load(f)
     model = rebuild(record, module)
     x = jnp.zeros(tuple(record["input"]["shape"]), record["input"]["dtype"])
     params, ms = model.init(jax.random.key(0) if key is None else key, x)
-    has_state = bool(jax.tree.leaves(_pure_state(ms)))
-    target = {"params": pure_params(params), **({"model_state": _pure_state(ms)} if has_state
-                                                 else {})}
+    return Restored(model, *restore_variables(directory, params, ms), record)
+
+
+def restore_variables(directory: str, params: Any, model_state: Any) -> tuple[Any, Any]:
+    """Restore :func:`save_shrunk`'s variables into fresh ones (an ``nnx.State`` in place)."""
+    import orbax.checkpoint as ocp
+
+    target = {"params": pure_params(params), "model_state": _pure_state(model_state)}
+    target = {k: v for k, v in target.items() if k == "params" or jax.tree.leaves(v)}
     with ocp.StandardCheckpointer() as ck:
-        got = ck.restore(os.path.join(directory, "variables"), jax.tree.map(
+        got = ck.restore(os.path.join(os.path.abspath(directory), "variables"), jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), target))
-    if record["framework"] == "nnx":
+    if isinstance(params, nnx.State):
         nnx.replace_by_pure_dict(params, got["params"])
-        if has_state:
-            nnx.replace_by_pure_dict(ms, got["model_state"])
-        return Restored(model, params, ms, record)
-    return Restored(model, got["params"], got.get("model_state", ms), record)
+        if "model_state" in got:
+            nnx.replace_by_pure_dict(model_state, got["model_state"])
+        return params, model_state
+    return got["params"], got.get("model_state", model_state)
 
 
 __all__ = ["FORMAT", "Resized", "ResizedTrain", "Restored", "load_shrunk", "rebuild",
-           "resize_nnx", "save_shrunk", "structure_record"]
+           "resize_nnx", "restore_variables", "save_shrunk", "structure_record"]
