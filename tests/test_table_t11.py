@@ -1,0 +1,38 @@
+"""T11 quick mode runs end to end and returns a well-formed result (claims are not
+asserted to pass: quick mode is a smoke test)."""
+
+from __future__ import annotations
+
+import math
+
+from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
+
+
+def check_quick(result, tmp_path):
+    """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
+    ``jaxcomp reproduce all --quick`` once for all tables."""
+    module = load_table("T11")
+    assert module.TABLE == "T11" and module.TITLE
+    assert isinstance(result, TableResult) and result.quick and result.table == "T11"
+    assert [c.id for c in result.claims] == ["a", "b", "c", "d"]
+    assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)
+    by = {r["method"]: r for r in result.rows}
+    assert list(by)[0] == "base" and len(by) == 10
+    for r in result.rows:
+        assert math.isfinite(r["valid_bpb"]) and 0.0 < r["valid_bpb"] < 8.0, r
+    ours = result.ours
+    # both pruned models are real, smaller modules of (about) the same size
+    assert ours["params_width"] < ours["params_base"] and ours["params_depth"] < \
+        ours["params_base"]
+    assert abs(ours["params_width_over_depth"] - 1.0) < 0.02
+    assert ours["width_config"]["width"] == 48 and ours["depth_config"]["num_layers"] == 1
+    assert by["width + distillation"]["params"] == ours["params_width"]
+    c = {x.id: x.value for x in result.claims}
+    assert math.isclose(c["a"], by["width + distillation"]["valid_bpb"]
+                        - by["width architecture from scratch"]["valid_bpb"], abs_tol=1e-12)
+    lost = by["int4 RTN base"]["valid_bpb"] - by["base"]["valid_bpb"]
+    if lost > 0:
+        gained = by["int4 RTN base"]["valid_bpb"] - by["int4 base + LoRA (QLoRA)"]["valid_bpb"]
+        assert math.isclose(c["d"], gained / lost)
+    md, js = write_results(result, tmp_path)
+    assert md.name == "T11_quick.md" and "Claims" in md.read_text() and js.exists()
