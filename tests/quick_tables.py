@@ -8,9 +8,12 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import pathlib
+from collections.abc import Sequence
+from types import ModuleType
 
-from jaxcomp.experiment.paper_table import TableResult
+from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
 
 
 def reproduce_all_quick(out_dir: pathlib.Path, monkeypatch) -> dict[str, TableResult]:
@@ -40,3 +43,22 @@ def reproduce_all_quick(out_dir: pathlib.Path, monkeypatch) -> dict[str, TableRe
         assert (out_dir / f"{table}_quick.md").read_text().startswith(f"# {table}")
         assert f"[{table}]({table}_quick.md)" in index
     return seen
+
+
+def check_result(result: TableResult, table: str, claim_ids: Sequence[str] | None = None
+                 ) -> ModuleType:
+    """What every table's quick result must satisfy: it is ``table``'s, quick, its claims
+    (with these ids, in order, when given) have finite values. Returns the table's module."""
+    module = load_table(table)
+    assert module.TABLE == table and module.TITLE
+    assert isinstance(result, TableResult) and result.quick and result.table == table
+    if claim_ids is not None:
+        assert [c.id for c in result.claims] == list(claim_ids)
+    assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)
+    return module
+
+
+def check_written(result: TableResult, out_dir: pathlib.Path) -> None:
+    """``write_results`` writes the quick Markdown (with its claims) and the JSON."""
+    md, js = write_results(result, out_dir)
+    assert md.name == f"{result.table}_quick.md" and "Claims" in md.read_text() and js.exists()

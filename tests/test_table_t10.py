@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import math
 
-from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
+from tests.quick_tables import check_result, check_written
 
 
 def check_quick(result, tmp_path):
     """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
     ``jaxcomp reproduce all --quick`` once for all tables."""
-    module = load_table("T10")
-    assert module.TABLE == "T10" and module.TITLE
-    assert isinstance(result, TableResult) and result.quick and result.table == "T10"
-    assert [c.id for c in result.claims] == ["a1", "a2", "b1", "b2", "c", "d"]
-    assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)
+    check_result(result, "T10", ["a1", "a2", "b1", "b2", "c", "d"])
     methods = [r["method"] for r in result.rows]
     assert methods[0] == "dense" and len(methods) == 8
     # every row is finite and better than chance (8 bits per byte)
@@ -31,5 +27,4 @@ def check_quick(result, tmp_path):
     c = {x.id: x.value for x in result.claims}
     by = {r["method"]: r["valid_bpb"]["mean"] for r in result.rows}
     assert math.isclose(c["c"], by["sparsegpt 50%"] - by["wanda 50%"], abs_tol=1e-12)
-    md, js = write_results(result, tmp_path)
-    assert md.name == "T10_quick.md" and "Claims" in md.read_text() and js.exists()
+    check_written(result, tmp_path)

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import math
 
-from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
+from tests.quick_tables import check_result, check_written
 
 
 def check_quick(result, tmp_path):
     """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
     ``jaxcomp reproduce all --quick`` once for all tables."""
-    module = load_table("T11")
-    assert module.TABLE == "T11" and module.TITLE
-    assert isinstance(result, TableResult) and result.quick and result.table == "T11"
-    assert [c.id for c in result.claims] == ["a", "b", "c", "d"]
-    assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)
+    check_result(result, "T11", ["a", "b", "c", "d"])
     by = {r["method"]: r for r in result.rows}
     assert list(by)[0] == "base" and len(by) == 10
     for r in result.rows:
@@ -34,5 +30,4 @@ def check_quick(result, tmp_path):
     if lost > 0:
         gained = by["int4 RTN base"]["valid_bpb"] - by["int4 base + LoRA (QLoRA)"]["valid_bpb"]
         assert math.isclose(c["d"], gained / lost)
-    md, js = write_results(result, tmp_path)
-    assert md.name == "T11_quick.md" and "Claims" in md.read_text() and js.exists()
+    check_written(result, tmp_path)

@@ -3,9 +3,8 @@ not asserted to pass: quick mode is a smoke test)."""
 
 from __future__ import annotations
 
-import math
-
-from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
+from jaxcomp.experiment.paper_table import load_table
+from tests.quick_tables import check_result, check_written
 
 
 def test_title_names_the_teacher_the_config_uses():
@@ -21,11 +20,7 @@ def test_title_names_the_teacher_the_config_uses():
 def check_quick(result, tmp_path):
     """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
     ``jaxcomp reproduce all --quick`` once for all tables."""
-    module = load_table("T6")
-    assert module.TABLE == "T6" and module.TITLE
-    assert isinstance(result, TableResult) and result.quick and result.table == "T6"
-    assert [c.id for c in result.claims] == ["a", "b1", "b2", "c"]
-    assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)
+    check_result(result, "T6", ["a", "b1", "b2", "c"])
     assert result.claims[-1].gating is False
     ours = result.ours
     # the title (and so the results file's first line) names the CNN teacher
@@ -40,5 +35,4 @@ def check_quick(result, tmp_path):
     assert all(0.4 < r["test_acc"] <= 1.0 for r in result.rows), result.rows
     runs = {r["run"] for r in result.rows}
     assert runs == {"teacher", "student plain", "student KD", "tiny plain", "tiny KD"}
-    md, js = write_results(result, tmp_path)
-    assert md.name == "T6_quick.md" and "Claims" in md.read_text() and js.exists()
+    check_written(result, tmp_path)

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import math
 
-from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
+from tests.quick_tables import check_result, check_written
 
 
 def check_quick(result, tmp_path):
     """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
     ``jaxcomp reproduce all --quick`` once for all tables."""
-    module = load_table("T7")
-    assert module.TABLE == "T7" and module.TITLE
-    assert isinstance(result, TableResult) and result.quick and result.table == "T7"
-    assert [c.id for c in result.claims] == ["a", "b", "c1", "c2", "c3", "d", "e", "f1", "f2"]
-    assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)
+    check_result(result, "T7", ["a", "b", "c1", "c2", "c3", "d", "e", "f1", "f2"])
     ours = result.ours
     for k, v in ours.items():
         if k.endswith("_acc") or k.startswith("int_path_agreement"):
@@ -40,5 +36,4 @@ def check_quick(result, tmp_path):
     assert math.isclose(c["e"], 100 * (ours["lenet300_w8a8_qat_acc"]
                                        - ours["lenet300_w8a8_ptq_of_ft1_acc"]))
     assert ours["w4_per_channel_minus_per_tensor_paired_se_pt"] > 0
-    md, js = write_results(result, tmp_path)
-    assert md.name == "T7_quick.md" and "Claims" in md.read_text() and js.exists()
+    check_written(result, tmp_path)

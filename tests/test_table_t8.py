@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import math
 
-from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
+from tests.quick_tables import check_result, check_written
 
 
 def check_quick(result, tmp_path):
     """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
     ``jaxcomp reproduce all --quick`` once for all tables."""
-    module = load_table("T8")
-    assert module.TABLE == "T8" and module.TITLE
-    assert isinstance(result, TableResult) and result.quick and result.table == "T8"
+    check_result(result, "T8")
     assert [(c.id, c.gating) for c in result.claims] == [
         ("a1", True), ("a2", True), ("b1", True), ("b2", True), ("b3", True), ("c", True),
         ("d1", True), ("d2", True), ("e", True), ("e_svd", False), ("e_tucker2", False),
         ("e_cp", False)]
-    assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)
     ours = result.ours
     for k, v in ours.items():
         if k.endswith("_ft") or k.endswith("_acc") or k.endswith("_mean"):
@@ -40,5 +37,4 @@ def check_quick(result, tmp_path):
     assert result.ours["factorized_vs_reconstructed_max_abs_diff"] < 1e-3
     timed = [r for r in result.rows if r.get("forward_ms") is not None]
     assert len(timed) == 6 and all(r["forward_ms"] > 0 and r["flops"] > 0 for r in timed)
-    md, js = write_results(result, tmp_path)
-    assert md.name == "T8_quick.md" and "Claims" in md.read_text() and js.exists()
+    check_written(result, tmp_path)

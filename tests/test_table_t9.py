@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import math
 
-from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
+from tests.quick_tables import check_result, check_written
 
 
 def check_quick(result, tmp_path):
     """Checks of the quick run's result; called by tests/test_table_quick_all.py, which runs
     ``jaxcomp reproduce all --quick`` once for all tables."""
-    module = load_table("T9")
-    assert module.TABLE == "T9" and module.TITLE
-    assert isinstance(result, TableResult) and result.quick and result.table == "T9"
-    assert [c.id for c in result.claims] == ["a1", "a2", "b", "c", "d", "e", "f"]
-    assert all(isinstance(c, Claim) and math.isfinite(c.value) for c in result.claims)
+    module = check_result(result, "T9", ["a1", "a2", "b", "c", "d", "e", "f"])
     methods = [r["method"] for r in result.rows]
     assert len(methods) == len(module.ROWS) and methods[0] == "fp32"
     # every row is finite and better than chance (8 bits per byte)
@@ -32,5 +28,4 @@ def check_quick(result, tmp_path):
     by = {r["method"]: r["valid_bpb"]["mean"] for r in result.rows}
     assert math.isclose(c["f"], by["KV cache int8 (fake-quant in blocks)"] - by["fp32"],
                         abs_tol=1e-12)
-    md, js = write_results(result, tmp_path)
-    assert md.name == "T9_quick.md" and "Claims" in md.read_text() and js.exists()
+    check_written(result, tmp_path)
