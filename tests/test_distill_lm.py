@@ -148,3 +148,47 @@ def test_missing_loss_state_and_other_vocabulary(data):
                       vocab_size=128)
     with pytest.raises(ConfigError, match="vocabulary"):
         distill_lm(other, m, p, data, optax.adam(1e-3), steps=1, batch_size=2, context=CTX)
+
+
+def test_an_nnx_gpt_module_can_be_the_teacher_and_the_student(data):
+    from flax import nnx
+
+    from jaxcomp.models.gpt import GPT
+
+    teacher = GPT(num_layers=1, width=32, num_heads=2, context=CTX, rngs=nnx.Rngs(0))
+    student = GPT(num_layers=1, width=16, num_heads=2, context=CTX, rngs=nnx.Rngs(1))
+    state, hist = distill_lm(student, teacher, None, data, optax.adam(1e-3), steps=2,
+                             batch_size=2, context=CTX)
+    assert len(hist) == 1 and np.isfinite(hist[0]["train_kd"])
+    ref = nnx.state(student, nnx.Param)   # the module's params seeded the run, unconsumed
+    assert np.isfinite(np.asarray(ref["embed"]["embedding"][...])).all()
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("teacher params of another model", "distill_lm.teacher: params do not fit"),
+    ("student params of another model", "distill_lm.student: params do not fit"),
+    ("no teacher params", "distill_lm.teacher: params is None"),
+    ("context beyond the models'", "distill_lm.context: got 32"),
+    ("a linen teacher", "distill_lm.teacher"),
+])
+def test_distill_lm_checks_models_params_and_context(data, case, needle):
+    teacher, student = gpt(2, 32), gpt(1, 16)
+    tp, _ = teacher.init(jax.random.key(0), None)
+    sp, _ = student.init(jax.random.key(1), None)
+    kw = dict(steps=1, batch_size=2, context=CTX)
+    args = {"teacher params of another model": (student, teacher, sp, None),
+            "student params of another model": (student, teacher, tp, tp),
+            "no teacher params": (student, teacher, None, None),
+            "context beyond the models'": (student, teacher, tp, None),
+            "a linen teacher": (student, get_model("mlp", input_shape=(CTX,)), tp, None)}[case]
+    if case == "context beyond the models'":
+        kw["context"] = 32
+    with pytest.raises(ConfigError, match=needle):
+        distill_lm(args[0], args[1], args[2], data, optax.adam(1e-3), student_params=args[3],
+                   **kw)
+
+
+def test_zero_steps_return_the_state_unchanged(data):
+    m = gpt(1, 16)
+    state, hist = train_lm(m, data, optax.adam(1e-3), steps=0, batch_size=2, context=CTX)
+    assert hist == [] and int(state.step) == 0

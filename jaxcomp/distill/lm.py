@@ -43,14 +43,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.data.text import TextData
 from jaxcomp.distill.logits import check_temperature, check_weight, soft_target_kl
 from jaxcomp.flax.model import Model
 from jaxcomp.models import gpt_blocks as gb
+from jaxcomp.models.gpt import GPT
 from jaxcomp.models.lm import LN2, token_nll, train_lm
+from jaxcomp.prune.transformer import _gpt as _tgpt
 from jaxcomp.train.state import TrainState, create_state
 
 LossFn = Callable[[Any, dict], tuple[jax.Array, dict]]
@@ -92,11 +93,11 @@ def with_hidden_states(model: Model) -> Model:
     return Model(model.init, apply, f"{model.name}+hidden", model.module)
 
 
-def _dims(model: Model) -> tuple[int, int]:
-    """(width, vocab size) of a library GPT, without initializing params."""
-    gb.gpt_spec(model)   # a clear error for anything but a library GPT
-    gpt = nnx.eval_shape(lambda: model.module(nnx.Rngs(0)))
-    return gpt.width, gpt.vocab_size
+def _gpt(model: Any, what: str) -> tuple[Model, dict[str, Any]]:
+    """``(Model, config)`` of a library GPT given as its Model or as an NNX ``GPT`` module;
+    ConfigError for anything else."""
+    config = _tgpt.resolve_config(model, what)
+    return (_tgpt.build(config) if isinstance(model, GPT) else model), config
 
 
 def _check_layer_map(layer_map: Mapping[int, int], n_student: int, n_teacher: int) -> dict:
@@ -131,7 +132,7 @@ def _check_channels(channels: Sequence[int] | None, student_width: int,
     return ch
 
 
-def lm_distill_loss(student: Model, teacher: Model, *, temperature: float = 1.0,
+def lm_distill_loss(student: Any, teacher: Any, *, temperature: float = 1.0,
                     kd_weight: float = 1.0, ce_weight: float = 0.0, hidden_weight: float = 0.0,
                     layer_map: Mapping[int, int] | None = None,
                     channels: Sequence[int] | None = None) -> LossFn:
@@ -155,6 +156,8 @@ def lm_distill_loss(student: Model, teacher: Model, *, temperature: float = 1.0,
         >>> float(aux["kd"]), float(aux["hidden"])        # a model distilled into itself
         (0.0, 0.0)
     """
+    (student, s_cfg), (teacher, t_cfg) = (_gpt(student, "lm_distill_loss.student"),
+                                          _gpt(teacher, "lm_distill_loss.teacher"))
     s_spec, t_spec = gb.gpt_spec(student), gb.gpt_spec(teacher)
     check_temperature(temperature)
     weights = {"distill.kd_weight": kd_weight, "distill.ce_weight": ce_weight,
@@ -175,12 +178,13 @@ def lm_distill_loss(student: Model, teacher: Model, *, temperature: float = 1.0,
                                   f"{t_spec.num_layers}; map student blocks to teacher blocks")
             layer_map = {i: i for i in range(s_spec.num_layers)}
         pairs = _check_layer_map(layer_map, s_spec.num_layers, t_spec.num_layers)
-        ch = _check_channels(channels, _dims(student)[0], _dims(teacher)[0])
+        ch = _check_channels(channels, s_cfg["width"], t_cfg["width"])
 
     def loss_fn(outputs: Any, batch: dict) -> tuple[jax.Array, dict]:
         if "loss_state" not in batch:
-            raise ConfigError("lm_distill_loss: the batch has no 'loss_state'; pass the "
-                              "teacher's params as train_lm(..., loss_state=teacher_params)")
+            raise ConfigError("lm_distill_loss: the batch has no 'loss_state' (the teacher's "
+                              "params); distill_lm passes it, or give train_lm(..., "
+                              "loss_state=teacher_params)")
         tparams = jax.lax.stop_gradient(batch["loss_state"])
         t_logits, t_hidden = states_forward(t_spec, tparams, batch["x"])
         z = outputs["logits"]
@@ -199,7 +203,7 @@ def lm_distill_loss(student: Model, teacher: Model, *, temperature: float = 1.0,
     return loss_fn
 
 
-def distill_lm(student: Model, teacher: Model, teacher_params: Any, data: TextData,
+def distill_lm(student: Any, teacher: Any, teacher_params: Any, data: TextData,
                tx: optax.GradientTransformation, *, steps: int, batch_size: int, context: int,
                student_params: Any = None, seed: int = 0, eval_every: int | None = None,
                max_eval_windows: int | None = None, temperature: float = 1.0,
@@ -209,6 +213,10 @@ def distill_lm(student: Model, teacher: Model, teacher_params: Any, data: TextDa
     """Train ``student`` (from ``student_params``, e.g. a pruned GPT's, or a fresh init)
     to match ``teacher`` on ``data.train`` windows, through the engine.
 
+    Each model is a ``get_model("gpt", ...)`` Model with its params, or an NNX ``GPT``
+    module (params ``None``: the module's own). Params of another shape, a ``context``
+    beyond either model's, or vocabularies that differ are a ConfigError.
+
     Same data stream, optimizer and step count semantics as :func:`train_lm` (so a
     from-scratch run of ``train_lm`` with equal arguments gets the same training).
     Returns ``(state, history)``; each history row has ``train_lm``'s keys (its
@@ -216,19 +224,26 @@ def distill_lm(student: Model, teacher: Model, teacher_params: Any, data: TextDa
     chunk's mean ``train_kd``, ``train_ce`` and ``train_hidden``. Neither model's params
     are consumed.
     """
-    loss_fn = lm_distill_loss(student, teacher, temperature=temperature, kd_weight=kd_weight,
+    if student_params is None and not isinstance(student, GPT):
+        student_params = student.init(jax.random.key(seed), None)[0]
+    s = _tgpt.resolve(student, student_params, "distill_lm.student")
+    t = _tgpt.resolve(teacher, teacher_params, "distill_lm.teacher")
+    if s.config["vocab_size"] != t.config["vocab_size"]:
+        raise ConfigError(f"distill_lm: the student's vocabulary has {s.config['vocab_size']} "
+                          f"entries and the teacher's {t.config['vocab_size']}; they must agree")
+    limit = min(s.config["context"], t.config["context"])
+    if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= limit:
+        raise ConfigError(f"distill_lm.context: got {context!r}; allowed an integer in "
+                          f"1..{limit} (the student's and the teacher's context)")
+    loss_fn = lm_distill_loss(s.model, t.model, temperature=temperature, kd_weight=kd_weight,
                               ce_weight=ce_weight, hidden_weight=hidden_weight,
                               layer_map=layer_map, channels=channels)
-    if _dims(student)[1] != _dims(teacher)[1]:
-        raise ConfigError(f"distill_lm: the student's vocabulary has {_dims(student)[1]} "
-                          f"entries and the teacher's {_dims(teacher)[1]}; they must agree")
-    init_params, ms = student.init(jax.random.key(seed), None)
-    params = gb.pure(init_params if student_params is None else student_params)
-    state = create_state(params, ms, tx, key=jax.random.key(seed + 1))
-    return train_lm(student, data, tx, steps=steps, batch_size=batch_size, context=context,
+    ms = s.model.init(jax.random.key(seed), None)[1]
+    state = create_state(s.params, ms, tx, key=jax.random.key(seed + 1))
+    return train_lm(s.model, data, tx, steps=steps, batch_size=batch_size, context=context,
                     seed=seed, eval_every=eval_every, state=state,
-                    max_eval_windows=max_eval_windows, loss_fn=loss_fn,
-                    loss_state=gb.pure(teacher_params), train_model=with_hidden_states(student))
+                    max_eval_windows=max_eval_windows, loss_fn=loss_fn, loss_state=t.params,
+                    train_model=with_hidden_states(s.model))
 
 
 __all__ = ["distill_lm", "lm_distill_loss", "states_forward", "with_hidden_states"]

@@ -134,7 +134,7 @@ def train_lm(model: Model, data: TextData, tx: optax.GradientTransformation, *, 
         raise ConfigError(f"train.steps: got {steps!r}; must be an integer >= 0")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"train.batch_size: got {batch_size!r}; must be an integer >= 1")
-    chunk = eval_every or steps
+    chunk = eval_every or max(steps, 1)
     if not isinstance(chunk, int) or chunk < 1:
         raise ConfigError(f"train.eval_every: got {eval_every!r}; must be an integer >= 1")
     progs = Programs(train_model or model, tx, batch_size=batch_size, transform=transform,
