@@ -47,8 +47,14 @@ import jax.numpy as jnp
 
 from jaxcomp.core.errors import ConfigError
 
-CHUNK_TOKENS = 1024
+CHUNK_TOKENS = 512
 Slots = tuple[tuple[str, ...], ...]
+_PROGRAMS: list[Any] = []
+
+
+def program_count() -> int:
+    """How many programs the passes have compiled in this process (all shapes)."""
+    return sum(fn._cache_size() for fn in _PROGRAMS)
 
 
 def no_tap(name: str, x: jax.Array) -> jax.Array:
@@ -145,7 +151,9 @@ def _pass_fn(apply: Callable, slots: Slots, update: Callable | None, chunk: int,
         buf, acc = jax.lax.fori_loop(0, n, body, (buf, acc))
         return acc, buf
 
-    return jax.jit(step, donate_argnums=(1, 2) if donate and outputs else (2,))
+    fn = jax.jit(step, donate_argnums=(1, 2) if donate and outputs else (2,))
+    _PROGRAMS.append(fn)
+    return fn
 
 
 def reduce_taps(apply: Callable, params: Any, xs: Sequence[jax.Array], names: Sequence[str],
