@@ -31,9 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _reference import layer_hessians, np_prep  # noqa: E402
 from harness import emit, log  # noqa: E402
 
-from jaxcomp.core import paths  # noqa: E402
 from jaxcomp.quant import calib  # noqa: E402
 
 D, FF, HEADS, N_BLOCKS = 256, 1024, 4, 4
@@ -75,14 +75,8 @@ def make_blocks(key):
 
 def np_gptq(w, h, bits, gs, damp=0.01, bs=128):
     """The blocked GPTQ algorithm in plain numpy (float32), asymmetric codes."""
-    W = w.T.astype(np.float32).copy()
-    H = h.astype(np.float32).copy()
-    n = H.shape[0]
-    dead = np.diag(H) == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
-    H += damp * np.mean(np.diag(H)) * np.eye(n, dtype=np.float32)
-    U = np.linalg.cholesky(np.linalg.inv(H)).T
+    W, U = np_prep(w, h, damp)
+    n = W.shape[1]
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     Q = np.zeros_like(W)
     for i1 in range(0, n, bs):
@@ -157,20 +151,7 @@ def main():
          first_pass_s=round(first_wall, 3), layers=N_BLOCKS * len(LINEARS))
 
     # the algorithm alone on the same Hessians (inputs of the quantized model's blocks)
-    hs, ws = [], []
-    cur = xs
-    capture = jax.jit(lambda p, x: calib.layer_inputs(calib.Block(block, p, LINEARS), x))
-    run = jax.jit(lambda p, x: block(p, x, calib.no_tap))
-    for i, b in enumerate(blocks):
-        st = {p: calib.stats.stats_init(paths.path_dict(b.params)[p].shape[0]) for p in LINEARS}
-        for x in cur:
-            ins = capture(b.params, x)
-            st = {p: calib.stats.stats_update(st[p], ins[p]) for p in LINEARS}
-        leaves = paths.path_dict(b.params)
-        hs += [calib.hessian(st[p]) for p in LINEARS]
-        ws += [leaves[p] for p in LINEARS]
-        cur = [run(res.blocks[i].params, x) for x in cur]
-    del cur
+    ws, hs = layer_hessians(blocks, xs, [b.params for b in res.blocks])
 
     def ours():
         jax.block_until_ready([calib.gptq(w, h, bits=BITS, group_size=GS, sym=False)[0]

@@ -27,12 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from gptq import BATCH, LINEARS, SEQS, D, T, block, make_blocks, timed  # noqa: E402
+from _reference import layer_hessians, np_prep  # noqa: E402
+from gptq import BATCH, SEQS, D, T, make_blocks, timed  # noqa: E402
 from harness import emit, log  # noqa: E402
 
-from jaxcomp.core import paths  # noqa: E402
 from jaxcomp.prune import oneshot  # noqa: E402
-from jaxcomp.quant import calib  # noqa: E402
 
 PATTERNS = (dict(sparsity=0.5), dict(nm=(2, 4)))
 
@@ -54,13 +53,8 @@ def np_wanda(w, xnorm, sparsity=None, nm=None):
 
 def np_sparsegpt(w, h, sparsity=None, nm=None, damp=0.01, bs=128):
     """SparseGPT in plain numpy (float32), lazy blocks as the jitted version."""
-    W, H = w.T.astype(np.float32).copy(), h.astype(np.float32).copy()
-    n = H.shape[0]
-    dead = np.diag(H) == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
-    H += damp * np.mean(np.diag(H)) * np.eye(n, dtype=np.float32)
-    U = np.linalg.cholesky(np.linalg.inv(H)).T
+    W, U = np_prep(w, h, damp)
+    n = W.shape[1]
     for i1 in range(0, n, bs):
         i2 = min(i1 + bs, n)
         W1, E1, U1 = W[:, i1:i2].copy(), np.zeros((W.shape[0], i2 - i1), np.float32), \
@@ -91,19 +85,7 @@ def main():
     blocks = make_blocks(jax.random.key(0))
     keys = jax.random.split(jax.random.key(1), SEQS // BATCH)
     xs = [jax.random.normal(k, (BATCH, T, D)) for k in keys]
-    capture = jax.jit(lambda p, x: calib.layer_inputs(calib.Block(block, p, LINEARS), x))
-    run = jax.jit(lambda p, x: block(p, x, calib.no_tap))
-    hs, ws, cur = [], [], xs
-    for b in blocks:
-        leaves = paths.path_dict(b.params)
-        st = {p: calib.stats.stats_init(leaves[p].shape[0]) for p in LINEARS}
-        for x in cur:
-            ins = capture(b.params, x)
-            st = {p: calib.stats.stats_update(st[p], ins[p]) for p in LINEARS}
-        hs += [calib.hessian(st[p]) for p in LINEARS]
-        ws += [leaves[p] for p in LINEARS]
-        cur = [run(b.params, x) for x in cur]
-    del cur
+    ws, hs = layer_hessians(blocks, xs)
     norms = [np.sqrt(np.diag(np.asarray(h)) * SEQS * T / 2) for h in hs]
     norms_j = [jax.numpy.asarray(v) for v in norms]
 

@@ -100,3 +100,49 @@ def test_driver_errors():
         calib.quantize_blocks(blocks, x, "sparsegpt")
     with pytest.raises(ConfigError, match=r"blocks\[0\]/attn/q/kernel: group_size: got 12"):
         calib.quantize_blocks(blocks, x, "gptq", group_size=12)
+
+
+def test_one_compiled_pass_per_block_structure_across_a_bits_group_method_sweep():
+    """Chunked passes: every (method, bits, group) setting reuses the same three
+    compiled programs (statistics, the re-run of the caller's batches, the re-run over
+    the driver's own buffers); the caller's batches survive (never donated)."""
+    from jaxcomp.quant.calib import passes
+    blocks = make_blocks(jax.random.key(7))
+    xs = [tokens(k) for k in jax.random.split(jax.random.key(8), 2)]
+    calib.quantize_blocks(blocks, xs, "rtn", bits=4, group_size=GS, chunk_tokens=32)
+    before = passes.program_count()
+    for method in ("rtn", "gptq", "awq"):
+        for bits in (3, 4):
+            for gs in (GS, None):
+                calib.quantize_blocks(blocks, xs, method, bits=bits, group_size=gs,
+                                      chunk_tokens=32)
+    assert passes.program_count() == before
+    assert not any(x.is_deleted() for x in xs)
+
+
+def test_chunked_passes_equal_whole_batches_and_share_qkv_statistics():
+    from jaxcomp.quant.calib import passes
+    from jaxcomp.quant.calib.stats import stats_init, stats_update
+    blocks = make_blocks(jax.random.key(9))
+    xs = [tokens(k) for k in jax.random.split(jax.random.key(10), 2)]
+    b = blocks[0]
+    st, ys = passes.reduce_taps(b.apply, b.params, xs, LINEARS, stats_init, stats_update,
+                                outputs=True, chunk_tokens=16)       # one sample a chunk
+    assert st["attn/q/kernel"] is st["attn/k/kernel"] is st["attn/v/kernel"]
+    assert st["attn/o/kernel"] is not st["attn/q/kernel"]
+    for p in LINEARS:                                              # by hand, whole batches
+        x_all = jnp.concatenate([calib.layer_inputs(b, x)[p].reshape(-1, st[p].xtx.shape[0])
+                                 for x in xs])
+        np.testing.assert_allclose(st[p].xtx, x_all.T @ x_all, rtol=2e-5, atol=2e-4)
+        assert float(st[p].count) == x_all.shape[0]
+    for x, y in zip(xs, ys, strict=True):
+        np.testing.assert_allclose(y, b.apply(b.params, x, calib.no_tap), rtol=1e-5, atol=1e-5)
+    whole = calib.quantize_blocks(blocks, xs, "gptq", bits=BITS, group_size=GS,
+                                  chunk_tokens=None)
+    chunked = calib.quantize_blocks(blocks, xs, "gptq", bits=BITS, group_size=GS,
+                                    chunk_tokens=16)
+    for i in range(2):
+        for p in LINEARS:      # sums in another order: a rare rounding tie may flip
+            same = np.mean(np.asarray(whole.info[i][p]["codes"])
+                           == np.asarray(chunked.info[i][p]["codes"]))
+            assert same > 0.99, (i, p, same)

@@ -7,20 +7,17 @@ outputs of the already *pruned* blocks ``0..i-1`` (as SparseGPT and Wanda do);
 only one block's activations are alive at a time. Blocks follow the
 :class:`jaxcomp.quant.calib.Block` contract.
 
-Example:
+Example (a small GPT through :mod:`jaxcomp.models.gpt_blocks`):
     >>> import jax, jax.numpy as jnp
-    >>> from jaxcomp.quant.calib import Block, output_error
-    >>> def mlp(p, x, tap):
-    ...     h = jax.nn.gelu(tap("up/kernel", x) @ p["up"]["kernel"])
-    ...     return x + tap("down/kernel", h) @ p["down"]["kernel"]
-    >>> k = jax.random.split(jax.random.key(0), 4)
-    >>> blocks = [Block(mlp, {"up": {"kernel": jax.random.normal(k[i], (16, 32)) / 4},
-    ...                       "down": {"kernel": jax.random.normal(k[i + 1], (32, 16)) / 6}},
-    ...                 ("up/kernel", "down/kernel")) for i in range(2)]
-    >>> x = [jax.random.normal(k[3], (8, 16, 16))]
+    >>> from jaxcomp.models import get_model, gpt_blocks as gb
+    >>> from jaxcomp.quant.calib import output_error
+    >>> model = get_model("gpt", input_shape=(16,), num_layers=2, width=32, num_heads=4)
+    >>> params, _ = model.init(jax.random.key(0), None)
+    >>> blocks = gb.gpt_blocks(model, params)
+    >>> x = [gb.embed(model, params, jax.random.randint(jax.random.key(1), (8, 16), 0, 256))]
     >>> res = prune_blocks(blocks, x, "sparsegpt", nm="2:4")
-    >>> res.sparsity, sorted(res.masks[0])
-    (0.5, ['down/kernel', 'up/kernel'])
+    >>> res.sparsity, sorted(res.masks[0])[:2]
+    (0.5, ['blocks/0/attn/k/kernel', 'blocks/0/attn/o/kernel'])
     >>> mag = prune_blocks(blocks, x, "magnitude", nm="2:4")
     >>> bool(output_error(blocks, res.blocks, x[0]) < output_error(blocks, mag.blocks, x[0]))
     True

@@ -55,6 +55,7 @@ import numpy as np
 
 from jaxcomp.core.errors import ConfigError, _is_tracer, check_number
 from jaxcomp.prune.masks import nm_mask, topk_mask
+from jaxcomp.quant.calib._common import upper_chol_inv
 
 NM = tuple[int, int]
 __all__ = ["check_pattern", "magnitude", "parse_nm", "sparsegpt", "wanda"]
@@ -153,17 +154,40 @@ def _wanda_core(w, xnorm, sparsity, *, n, m):
     return jnp.where(keep, w, jnp.zeros_like(w)), keep
 
 
-def _upper_chol_inv(h: jax.Array) -> jax.Array:
-    """Upper-triangular ``U`` with ``U^T U = H^-1``."""
-    lo = jnp.linalg.cholesky(h)
-    hinv = jax.scipy.linalg.cho_solve((lo, True), jnp.eye(h.shape[0], dtype=h.dtype))
-    return jnp.linalg.cholesky(hinv).T
-
-
 def block_width(block_size: int, n_in: int, m: int | None) -> int:
     """Rows per lazy block: ``block_size`` capped at ``n_in`` and a multiple of ``M``."""
     bs = max(1, min(int(block_size), n_in))
     return max(m, bs // m * m) if m else bs
+
+
+def smallest_k(scores: jax.Array, k: jax.Array) -> jax.Array:
+    """Mask of the ``k`` smallest of the non-negative ``scores`` (``+inf`` allowed; ties:
+    the first in row-major order, as a stable argsort would take them).
+
+    The ``k``-th smallest value is found by bisection on the float32 bit patterns (which
+    order non-negative floats as integers): 31 counting passes instead of a sort.
+
+    Example:
+        >>> smallest_k(jnp.array([[3.0, 1.0], [1.0, 2.0]]), jnp.int32(2)).tolist()
+        [[False, True], [True, False]]
+        >>> smallest_k(jnp.array([[1.0, 1.0], [1.0, 0.5]]), jnp.int32(2)).tolist()
+        [[True, False], [False, True]]
+    """
+    flat = jax.lax.bitcast_convert_type(scores.astype(jnp.float32).reshape(-1), jnp.int32)
+
+    def halve(_, lohi):
+        lo, hi = lohi
+        mid = lo + (hi - lo) // 2
+        enough = jnp.sum(flat <= mid) >= k
+        return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+    inf_bits = jnp.int32(0x7F800000)
+    thr, _ = jax.lax.fori_loop(0, 31, halve, (jnp.int32(0), inf_bits))
+    below, tie = flat < thr, flat == thr
+    need = k - jnp.sum(below)
+    take = jax.lax.cond(jnp.sum(tie) <= need, lambda: below | tie,
+                        lambda: below | (tie & (jnp.cumsum(tie) <= need)))
+    return (take & (k > 0)).reshape(scores.shape)
 
 
 @functools.partial(jax.jit, static_argnames=("n", "m", "block_size"))
@@ -177,7 +201,7 @@ def _sparsegpt_core(w, h, sparsity, damp, *, n, m, block_size):
     h = h + jnp.diag(dead.astype(f32))
     wt = jnp.where(dead[None, :], 0.0, wt)
     h = h + damp * jnp.mean(jnp.diag(h)) * jnp.eye(n_in, dtype=f32)
-    u = _upper_chol_inv(h)
+    u = upper_chol_inv(h)
     ok = jnp.all(jnp.isfinite(u))
     bs = block_width(block_size, n_in, m)
     nb = -(-n_in // bs)
@@ -187,20 +211,26 @@ def _sparsegpt_core(w, h, sparsity, damp, *, n, m, block_size):
         jnp.concatenate([jnp.zeros(n_in, f32), jnp.ones(pad, f32)]))
     col = jnp.arange(bs)
 
-    def inner(i, c):
-        w1, prune1, e1, u1 = c
-        if m:
-            def choose():
-                g = jax.lax.dynamic_slice_in_dim(w1, i, m, 1)
-                d = jax.lax.dynamic_slice_in_dim(jnp.diag(u1), i, m)
-                keep = nm_mask(g * g / (d * d)[None, :], n, m, axis=1)
-                return jax.lax.dynamic_update_slice_in_dim(prune1, ~keep, i, 1)
-            prune1 = jax.lax.cond(i % m == 0, choose, lambda: prune1)
+    def row(i, c, u1):
+        w1, prune1, e1 = c
         wc = w1[:, i]
         q = jnp.where(prune1[:, i], 0.0, wc)
         err = (wc - q) / u1[i, i]
         w1 = (w1 - err[:, None] * u1[i][None, :]).at[:, i].set(q)
-        return w1, prune1, e1.at[:, i].set(err), u1
+        return w1, prune1, e1.at[:, i].set(err)
+
+    def nm_group(u1):                      # choose a group's N:M mask, then its M rows
+        def body(g, c):
+            w1, prune1, e1 = c
+            i = g * m
+            grp = jax.lax.dynamic_slice_in_dim(w1, i, m, 1)
+            d = jax.lax.dynamic_slice_in_dim(jnp.diag(u1), i, m)
+            keep = nm_mask(grp * grp / (d * d)[None, :], n, m, axis=1)
+            c = (w1, jax.lax.dynamic_update_slice_in_dim(prune1, ~keep, i, 1), e1)
+            for r in range(m):
+                c = row(i + r, c, u1)
+            return c
+        return body
 
     def outer(b, c):
         wt, pr = c
@@ -208,18 +238,18 @@ def _sparsegpt_core(w, h, sparsity, damp, *, n, m, block_size):
         w1 = jax.lax.dynamic_slice_in_dim(wt, i1, bs, 1)
         urows = jax.lax.dynamic_slice_in_dim(u, i1, bs, 0)          # (bs, n_pad)
         u1 = jax.lax.dynamic_slice_in_dim(urows, i1, bs, 1)
+        e1 = jnp.zeros((n_out, bs), f32)
         if m:
             prune1 = jnp.zeros((n_out, bs), bool)
+            w1, prune1, e1 = jax.lax.fori_loop(0, bs // m, nm_group(u1), (w1, prune1, e1))
         else:                                    # adaptive mask over the whole block
             d = jnp.diag(u1)
             real = (i1 + col) < n_in
-            sc = jnp.where(real[None, :], w1 * w1 / (d * d)[None, :], jnp.inf).reshape(-1)
+            sc = jnp.where(real[None, :], w1 * w1 / (d * d)[None, :], jnp.inf)
             k = jnp.round(sparsity * n_out * jnp.sum(real)).astype(jnp.int32)
-            rank = jnp.zeros(sc.shape, jnp.int32).at[jnp.argsort(sc, stable=True)].set(
-                jnp.arange(sc.size, dtype=jnp.int32))
-            prune1 = (rank < k).reshape(n_out, bs)
-        w1, prune1, e1, _ = jax.lax.fori_loop(
-            0, bs, inner, (w1, prune1, jnp.zeros((n_out, bs), f32), u1))
+            prune1 = smallest_k(sc, k)
+            w1, prune1, e1 = jax.lax.fori_loop(0, bs, lambda i, c: row(i, c, u1),
+                                               (w1, prune1, e1))
         wt = wt - jnp.dot(e1, urows, precision=hi)  # lazy update of every later row
         wt = jax.lax.dynamic_update_slice_in_dim(wt, w1, i1, 1)
         pr = jax.lax.dynamic_update_slice_in_dim(pr, prune1, i1, 1)

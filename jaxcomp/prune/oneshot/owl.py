@@ -15,8 +15,7 @@ Example:
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -25,6 +24,7 @@ import numpy as np
 
 from jaxcomp.core import paths as _paths
 from jaxcomp.core.errors import ConfigError, check_number
+from jaxcomp.quant.calib.passes import reduce_taps
 
 
 def owl_from_ratios(ratios: Any, sparsity: float, *, lam: float) -> np.ndarray:
@@ -47,20 +47,13 @@ def owl_from_ratios(ratios: Any, sparsity: float, *, lam: float) -> np.ndarray:
     return np.clip(1 - density, 0.0, 1 - 1e-6)
 
 
-@functools.lru_cache(maxsize=64)
-def _sq_fn(apply: Callable) -> Callable:
-    """Jitted pass summing ``x^2`` per input feature of every tapped linear."""
-    def step(params, x, sums):
-        new = dict(sums)
+def _sq_init(dim: int) -> jax.Array:
+    return jnp.zeros((dim,), jnp.float32)
 
-        def tap(name, v):
-            if name in new:
-                v32 = v.reshape(-1, v.shape[-1]).astype(jnp.float32)
-                new[name] = new[name] + jnp.sum(v32 * v32, axis=0)
-            return v
-        y = apply(params, x, tap)
-        return new, y
-    return jax.jit(step)
+
+def _sq_update(acc: jax.Array, v: jax.Array) -> jax.Array:
+    v32 = v.reshape(-1, v.shape[-1]).astype(jnp.float32)
+    return acc + jnp.sum(v32 * v32, axis=0)
 
 
 def outlier_ratios(blocks: Sequence[Any], xs: Sequence[jax.Array], *,
@@ -68,15 +61,10 @@ def outlier_ratios(blocks: Sequence[Any], xs: Sequence[jax.Array], *,
     """The outlier ratio of each block, with the dense blocks' activations."""
     check_number("owl.m", m, 0.0, None, lo_open=True)
     out = []
-    for blk in blocks:
+    for i, blk in enumerate(blocks):
         leaves = _paths.path_dict(blk.params)
-        step = _sq_fn(blk.apply)
-        sums = {p: jnp.zeros((leaves[p].shape[0],), jnp.float32) for p in blk.linears}
-        ys = []
-        for xb in xs:
-            sums, y = step(blk.params, xb, sums)
-            ys.append(y)
-        xs = ys
+        sums, xs = reduce_taps(blk.apply, blk.params, xs, tuple(blk.linears), _sq_init,
+                               _sq_update, outputs=True, donate=i > 0, where=f"blocks[{i}]")
         n_out = n_tot = 0
         for p in blk.linears:
             s = jnp.abs(leaves[p].astype(jnp.float32)) * jnp.sqrt(sums[p])[:, None]

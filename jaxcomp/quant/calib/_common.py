@@ -87,6 +87,24 @@ def rtn(w: jax.Array, *, bits: int, group_size: int | None, sym: bool
             s.T, z.T)
 
 
+def upper_chol_inv(h: jax.Array) -> jax.Array:
+    """Upper-triangular ``U`` with ``U^T U = H^-1`` (``H`` symmetric positive definite).
+
+    With ``J`` the row/column flip and ``J H J = L L^T`` (Cholesky), ``U = J L^-1 J``:
+    one Cholesky factorization and one triangular inverse, without forming ``H^-1``
+    (NaN when ``H`` is not positive definite).
+
+    Example:
+        >>> h = jnp.array([[4.0, 2.0], [2.0, 3.0]])
+        >>> u = upper_chol_inv(h)
+        >>> bool(u[1, 0] == 0), bool(jnp.allclose(u.T @ u, jnp.linalg.inv(h)))
+        (True, True)
+    """
+    lo = jnp.linalg.cholesky(h[::-1, ::-1])
+    inv = jax.scipy.linalg.solve_triangular(lo, jnp.eye(h.shape[0], dtype=h.dtype), lower=True)
+    return inv[::-1, ::-1]
+
+
 def dequant(codes: jax.Array, scales: jax.Array, zeros: jax.Array) -> jax.Array:
     """``(codes - zeros) * scales`` with ``(n_groups, out)`` params on ``(in, out)`` codes."""
     rep = codes.shape[0] // scales.shape[0]

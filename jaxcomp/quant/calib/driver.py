@@ -13,11 +13,17 @@ A model is a sequence of :class:`Block` ``(apply, params, linears)``:
 :func:`quantize_blocks` feeds block 0 the calibration batches and, for each
 block ``i``: (1) runs block ``i`` once with a tap that accumulates every
 linear's :class:`~jaxcomp.quant.calib.stats.LayerStats` (``X^T X``, ``|x|``
-sums and maxima, in float32; the tapped activations are not kept), (2)
+sums and maxima, in float32; the tapped activations are not kept; linears fed
+the same value, such as ``q``/``k``/``v``, share one accumulation), (2)
 quantizes the block's linears from those statistics (all from the block's
 float-weight activations, as GPTQ does without its "true sequential" option),
 (3) re-runs block ``i`` with the quantized weights to make block ``i+1``'s
-inputs. Only one block's inputs and outputs are alive at a time.
+inputs. Both passes are one compiled program per batch that streams the batch
+through the block in chunks of samples (:mod:`~jaxcomp.quant.calib.passes`: the
+block must treat the samples of a batch's leading axis independently), and the
+re-run writes each output batch over the driver's own input batch: only one
+block's activations (plus one chunk's temporaries) are alive at a time; the
+caller's batches are read, never overwritten.
 
 The same ``tap`` is how a model exposes its linear inputs to anything else:
 :func:`act_quant_tap` fake-quantizes them (W4A4 evaluation), and
@@ -43,7 +49,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -56,6 +61,7 @@ from jaxcomp.quant.calib._common import rtn
 from jaxcomp.quant.calib.actquant import per_token
 from jaxcomp.quant.calib.awq import awq, effective_kernel
 from jaxcomp.quant.calib.gptq import gptq
+from jaxcomp.quant.calib.passes import CHUNK_TOKENS, no_tap, reduce_taps
 from jaxcomp.quant.calib.stats import LayerStats, hessian, stats_init, stats_update
 
 Tap = Callable[[str, jax.Array], jax.Array]
@@ -78,11 +84,6 @@ class CalibResult(NamedTuple):
     info: list[dict[str, dict[str, jax.Array]]]
 
 
-def no_tap(name: str, x: jax.Array) -> jax.Array:
-    """The identity tap."""
-    return x
-
-
 def act_quant_tap(bits: int, *, sym: bool = True) -> Tap:
     """A tap that fake-quantizes every tapped linear input per token."""
     return lambda name, x: per_token(x, bits, sym=sym)
@@ -93,28 +94,6 @@ def run_blocks(blocks: Sequence[Block], x: jax.Array, tap: Tap = no_tap) -> jax.
     for b in blocks:
         x = b.apply(b.params, x, tap)
     return x
-
-
-@functools.lru_cache(maxsize=64)
-def _stats_fn(apply: Callable) -> Callable:
-    """The jitted statistics pass of one block function (cached across calls)."""
-    def step(params, x, stats):
-        new = dict(stats)
-
-        def tap(name, v):
-            if name in new:
-                new[name] = stats_update(new[name], v)
-            return v
-
-        apply(params, x, tap)
-        return new
-    return jax.jit(step)
-
-
-@functools.lru_cache(maxsize=64)
-def _run_fn(apply: Callable) -> Callable:
-    """The jitted plain forward of one block function (cached across calls)."""
-    return jax.jit(lambda p, x: apply(p, x, no_tap))
 
 
 def quantize_layer(method: str | Callable, w: jax.Array, st: LayerStats, path: str,
@@ -142,7 +121,7 @@ def quantize_blocks(blocks: Sequence[Block], x_calib: Sequence[jax.Array] | jax.
                     method: str | Callable = "gptq", *, bits: int = 4,
                     group_size: int | None = 128, sym: bool = False, damp: float = 0.01,
                     block_size: int = 128, act_order: bool = False,
-                    n_grid: int = 20) -> CalibResult:
+                    n_grid: int = 20, chunk_tokens: int | None = CHUNK_TOKENS) -> CalibResult:
     """Quantize every block's linears in sequence (see the module docstring).
 
     Args:
@@ -155,6 +134,8 @@ def quantize_blocks(blocks: Sequence[Block], x_calib: Sequence[jax.Array] | jax.
         callable ``(kernel, LayerStats, path) -> (float kernel, info dict)``.
       bits, group_size, sym: the weight quantizer; damp, block_size, act_order:
         GPTQ's options; n_grid: AWQ's grid size.
+      chunk_tokens: tokens per chunk when streaming a batch through a block
+        (``None``: whole batches; see the module docstring).
 
     Returns:
       a :class:`CalibResult` (the original blocks are left unchanged).
@@ -175,14 +156,8 @@ def quantize_blocks(blocks: Sequence[Block], x_calib: Sequence[jax.Array] | jax.
         if missing:
             raise ConfigError(f"blocks[{i}].linears: {missing} not in the block's params; "
                               f"kernels there: {[p for p in leaves if p.endswith('kernel')]}")
-        step = _stats_fn(blk.apply)
-        stats = {p: stats_init(leaves[p].shape[0]) for p in names}
-        for xb in xs:
-            stats = step(blk.params, xb, stats)
-        untapped = [p for p in names if float(stats[p].count) == 0]
-        if untapped:
-            raise ConfigError(f"blocks[{i}].apply never called tap(name, x) for {untapped}; "
-                              "the block must tap the input of every listed linear")
+        stats, _ = reduce_taps(blk.apply, blk.params, xs, names, stats_init, stats_update,
+                               chunk_tokens=chunk_tokens, where=f"blocks[{i}]")
         new, info = {}, {}
         for p in names:
             wq, info[p] = quantize_layer(method, leaves[p], stats[p], f"blocks[{i}]/{p}", **kw)
@@ -190,9 +165,9 @@ def quantize_blocks(blocks: Sequence[Block], x_calib: Sequence[jax.Array] | jax.
         del stats
         qparams = _paths.replace(blk.params, new)
         qblk = Block(blk.apply, qparams, names)
-        run = _run_fn(blk.apply)
-        if i + 1 < len(blocks):
-            xs = [run(qparams, xb) for xb in xs]   # the old inputs are dropped here
+        if i + 1 < len(blocks):   # block i+1's inputs, over block i's (when they are ours)
+            _, xs = reduce_taps(blk.apply, qparams, xs, (), outputs=True, donate=i > 0,
+                                chunk_tokens=chunk_tokens)
         out_blocks.append(qblk)
         infos.append(info)
     return CalibResult(out_blocks, infos)

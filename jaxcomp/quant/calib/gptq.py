@@ -65,6 +65,7 @@ from jaxcomp.quant.calib._common import (
     group_params,
     quant_col,
     rtn,
+    upper_chol_inv,
 )
 from jaxcomp.quant.calib.stats import hessian_of
 
@@ -84,14 +85,6 @@ def effective_block_size(block_size: int, group_size: int | None, n_in: int) -> 
     if group_size <= bs:
         return (bs // group_size) * group_size
     return max(d for d in range(1, bs + 1) if group_size % d == 0)
-
-
-def _upper_chol_inv(h: jax.Array) -> jax.Array:
-    """Upper-triangular ``U`` with ``U^T U = H^-1``."""
-    n = h.shape[0]
-    lo = jnp.linalg.cholesky(h)
-    hinv = jax.scipy.linalg.cho_solve((lo, True), jnp.eye(n, dtype=h.dtype))
-    return jnp.linalg.cholesky(hinv).T
 
 
 @functools.partial(jax.jit, static_argnames=("bits", "group_size", "sym", "block_size",
@@ -115,7 +108,7 @@ def _gptq_core(w, h, damp, *, bits, group_size, sym, block_size, act_order):
     else:
         perm = jnp.arange(n_in)
     h = h + damp * jnp.mean(jnp.diag(h)) * jnp.eye(n_in, dtype=f32)
-    u = _upper_chol_inv(h)
+    u = upper_chol_inv(h)
     ok = jnp.all(jnp.isfinite(u))
 
     bs = effective_block_size(block_size, group_size, n_in)

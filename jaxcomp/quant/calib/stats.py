@@ -39,12 +39,32 @@ def stats_init(dim: int) -> LayerStats:
                       jnp.zeros((dim,), jnp.float32), jnp.zeros((), jnp.float32))
 
 
+def xtx(x: jax.Array, block: int = 256) -> jax.Array:
+    """``x^T x`` of ``(n, d)`` tokens; for ``d >= 2 * block`` (divisible) only the upper
+    ``block``-wide tiles are multiplied and mirrored (the same numbers, ~40 % fewer flops).
+
+    Example:
+        >>> x = jnp.arange(12.0).reshape(2, 6)
+        >>> bool(jnp.all(xtx(x, block=2) == x.T @ x))
+        True
+    """
+    hi = jax.lax.Precision.HIGHEST
+    d = x.shape[-1]
+    if d < 2 * block or d % block:
+        return jnp.einsum("ni,nj->ij", x, x, precision=hi)
+    cols = [x[:, a:a + block] for a in range(0, d, block)]
+    tile = {(a, b): jnp.einsum("ni,nj->ij", cols[a], cols[b], precision=hi)
+            for a in range(len(cols)) for b in range(a, len(cols))}
+    return jnp.block([[tile[a, b] if a <= b else tile[b, a].T for b in range(len(cols))]
+                      for a in range(len(cols))])
+
+
 def stats_update(st: LayerStats, x: jax.Array) -> LayerStats:
     """Add a batch ``x`` of shape ``(..., in)`` (jit-safe)."""
     x = x.reshape(-1, x.shape[-1]).astype(jnp.float32)
     ax = jnp.abs(x)
-    xtx = st.xtx + jnp.einsum("ni,nj->ij", x, x, precision=jax.lax.Precision.HIGHEST)
-    return LayerStats(xtx, st.abssum + ax.sum(0), jnp.maximum(st.absmax, ax.max(0)),
+    xtx_ = st.xtx + xtx(x)
+    return LayerStats(xtx_, st.abssum + ax.sum(0), jnp.maximum(st.absmax, ax.max(0)),
                       st.count + x.shape[0])
 
 
