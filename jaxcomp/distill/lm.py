@@ -106,7 +106,7 @@ def _check_layer_map(layer_map: Mapping[int, int], n_student: int, n_teacher: in
         for what, v, n in (("student", s, n_student), ("teacher", t, n_teacher)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < n:
                 raise ConfigError(f"distill.layer_map: {what} block {v!r} (in {s!r}: {t!r}) is "
-                                  f"out of range; the {what} has blocks 0..{n - 1}")
+                                  f"not an integer in 0..{n - 1} (the {what}'s blocks)")
         out[int(s)] = int(t)
     if not out:
         raise ConfigError("distill.layer_map: empty; map at least one student block to a "

@@ -141,6 +141,9 @@ def run_seed(cfg, seed: int, quick: bool) -> tuple[dict[str, float], dict]:
     return out, facts
 
 
+LOST_MIN = 1e-4   # bpb: below this int4 RTN lost nothing measurable and claim d is undefined
+
+
 def _claims(m: Mapping[str, float]) -> list[Claim]:
     lost = m["int4 RTN base"] - m["base"]
     gained = m["int4 RTN base"] - m["int4 base + LoRA (QLoRA)"]
@@ -152,8 +155,13 @@ def _claims(m: Mapping[str, float]) -> list[Claim]:
         Claim("c", "before retraining: activation importance - random (bpb) < 0",
               m["width, activation, before retraining"] - m["width, random, before retraining"],
               0.0, "<"),
-        Claim("d", "QLoRA's share of the bpb that int4 RTN lost, recovered >= 0.5",
-              gained / lost if lost > 0 else float("inf"), 0.5, ">="),
+        Claim("d", "QLoRA recovers >= 0.5 of what int4 RTN lost: (RTN - QLoRA) / (RTN - base) "
+                   f"(undefined, so failing, if RTN lost < {LOST_MIN} bpb)",
+              gained / lost if lost >= LOST_MIN else float("nan"), 0.5, ">="),
+        Claim("d_vs_fp32_lora", "QLoRA - fp32 base + LoRA, same steps (bpb) <= 0.01 (the "
+                                "paper's 'matches 16-bit fine-tuning'; not in PAPERS.md)",
+              m["int4 base + LoRA (QLoRA)"] - m["fp32 base + LoRA (control)"], 0.01, "<=",
+              gating=False),
     ]
 
 
@@ -171,6 +179,11 @@ def run(quick: bool = False) -> TableResult:
     claims = _claims(m)
     ours = {f"{k}_bpb": v for k, v in m.items()}
     ours.update(base_ours([f]))
+    lost = m["int4 RTN base"] - m["base"]
+    extra = m["base"] - m["fp32 base + LoRA (control)"]
+    ours["qlora_recovery_net_of_control"] = (
+        (m["int4 RTN base"] - m["int4 base + LoRA (QLoRA)"] - extra) / lost
+        if lost >= LOST_MIN else None)
     ours.update({
         "params_base": params["base"],
         "params_width": params["width"], "params_depth": params["depth"],
@@ -188,14 +201,20 @@ def run(quick: bool = False) -> TableResult:
     })
     deviations = [
         base_deviation("Nemotron-15B (Minitron) and LLaMA (QLoRA)",
-                       "benchmark accuracy and perplexity") + " One seed.",
+                       "benchmark accuracy and perplexity") + ("" if quick else " One seed."),
         f"Distillation and the from-scratch run: {cfg.distill.steps} steps of "
         f"{cfg.distill.batch_size} windows ({f['distill tokens']} tokens), the same optimizer "
         "(AdamW, warm-up + cosine) and data stream for every arm; logit KD only "
         f"(hidden-state weight {cfg.distill.hidden_weight}).",
-        "Width and depth targets are fixed so that both keep the same parameter count "
-        "(within 0.2%); random importance is the mean over "
-        f"{cfg.random_draws} seeded draws.",
+        "Width and depth targets are fixed in the config so that both keep about the same "
+        f"parameter count (width/depth = {params['width'] / params['depth']:.4f}); random "
+        f"importance is the mean over {cfg.random_draws} seeded draws. The pruned models "
+        "start from the base, trained on many more tokens than the distillation's N; the "
+        "from-scratch arm gets N only (Minitron's accounting: the comparison is the cost "
+        "of making the small model).",
+        "The params column counts each model's float parameters (the tied embedding once); "
+        "the int4 and LoRA rows show the base's count (int4 storage and the adapters' "
+        "parameters are not in it).",
         f"QLoRA: {cfg.qlora.format} g{cfg.qlora.group_size} RTN base (frozen), LoRA rank "
         f"{cfg.qlora.rank} on every attention/MLP linear, {cfg.qlora.steps} steps of "
         "cross-entropy on the training split; the fp32 + LoRA row shows how much of the "
@@ -212,4 +231,6 @@ def _sizes_note(ours: Mapping[str, Any]) -> str:
             f"parameters (width/depth = {ours['params_width_over_depth']:.4f}); the fp32 base "
             f"+ LoRA for the same steps reaches {ours['fp32 base + LoRA (control)_bpb']:.4f} "
             f"bpb (base {ours['base_bpb']:.4f}): claim d's recovery includes what extra "
-            "training alone gives.")
+            "training alone gives; net of it, QLoRA recovered "
+            + ("n/a" if ours["qlora_recovery_net_of_control"] is None else
+               f"{ours['qlora_recovery_net_of_control']:.2f}") + " of the loss.")
