@@ -1,4 +1,4 @@
-"""``jaxcomp reproduce T1 … T8 | all [--quick] [--out DIR]``: run paper-table
+"""``jaxcomp reproduce T<n> | all [--quick] [--out DIR]``: run paper-table
 reproductions and write their results files.
 
 Example:
@@ -20,13 +20,15 @@ from jaxcomp.experiment.paper_table import (
     write_index,
     write_results,
 )
+from jaxcomp.lab.tables import table_modules
 
-HELP = ("reproduce a paper table (T1..T8, or all): full runs write docs/results/T<n>.md/.json "
+HELP = ("reproduce a paper table (T<n>, or all): full runs write docs/results/T<n>.md/.json "
         "in a checkout; --quick smoke tests write under runs/reproduce_quick")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", help="T1 … T8, or 'all'")
+    names = list(table_modules())
+    p.add_argument("table", help=f"{names[0]} … {names[-1]}, or 'all'")
     p.add_argument("--quick", action="store_true",
                    help="smoke-test size (minutes; claims are not meaningful at this size); "
                         "results go to <out>/T<n>_quick.*")
