@@ -6,4 +6,4 @@ cd "$(dirname "$0")"
 ./.ci/setup_venv.sh test
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}" TF_CPP_MIN_LOG_LEVEL=3
 .venv/bin/ruff check .
-.venv/bin/python -m pytest --doctest-modules jaxcomp tests -n "${JAXCOMP_TEST_WORKERS:-2}" --durations=25 "$@"
+.venv/bin/python -m pytest --doctest-modules jaxcomp tests -n "${JAXCOMP_TEST_WORKERS:-2}" --dist loadgroup --durations=25 "$@"

@@ -22,6 +22,10 @@ from jaxcomp.distributed.launch import _kill, device_env, free_port, launch_loca
 from tests.tiny_configs import tiny_config_source
 
 TIMEOUT = 300  # a bound, not an expectation: each group takes seconds on an idle machine
+# one worker runs this module (test.sh: --dist loadgroup), so its costly module fixture
+# (eight multi-process sweeps) runs once, not once per worker
+pytestmark = pytest.mark.xdist_group("scale_out")
+
 CLI = [sys.executable, "-m", "jaxcomp.cli", "sweep"]
 MESH = ["--mesh", "sweep=2,data=4", "--no-progress"]
 METRICS = ("test_accuracy", "test_nll", "train_loss", "train_accuracy")
