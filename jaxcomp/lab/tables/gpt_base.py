@@ -48,7 +48,7 @@ from jaxcomp.models import get_model
 from jaxcomp.models.lm import bits_per_byte, train_lm
 
 VERSION = 1  # bump when the training recipe below changes meaning
-TRAIN_DEFAULTS = {"steps": 1500, "batch_size": 32, "learning_rate": 2e-3, "warmup": 50,
+TRAIN_DEFAULTS = {"steps": 500, "batch_size": 16, "learning_rate": 2e-3, "warmup": 50,
                   "weight_decay": 0.1, "clip": 1.0, "eval_every": None,
                   "max_eval_windows": 256}
 
