@@ -19,10 +19,10 @@ from jaxcomp.core import paths
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.models import get_model
 from jaxcomp.models.gpt import GPT
+from jaxcomp.models.gpt_target import resolve
 from jaxcomp.models.lm import lm_loss
 from jaxcomp.prune import transformer as tp
 from jaxcomp.prune.groups import dependency_groups
-from jaxcomp.prune.transformer._gpt import resolve
 
 CTX = 16
 CONFIGS = {

@@ -49,9 +49,9 @@ from jaxcomp.data.text import TextData
 from jaxcomp.distill.logits import check_temperature, check_weight, soft_target_kl
 from jaxcomp.flax.model import Model
 from jaxcomp.models import gpt_blocks as gb
+from jaxcomp.models import gpt_target as _tgpt
 from jaxcomp.models.gpt import GPT
 from jaxcomp.models.lm import LN2, token_nll, train_lm
-from jaxcomp.prune.transformer import _gpt as _tgpt
 from jaxcomp.train.state import TrainState, create_state
 
 LossFn = Callable[[Any, dict], tuple[jax.Array, dict]]
@@ -70,13 +70,8 @@ def states_forward(spec: gb.GPTSpec, params: Any, tokens: jax.Array
         >>> z.shape, len(hs), hs[0].shape
         ((1, 8, 256), 2, (1, 8, 16))
     """
-    p = gb.pure(params)
-    x = gb.embed_forward(spec, p, tokens)
-    hidden = []
-    for i in range(spec.num_layers):
-        x = gb.block_forward(spec, i, p["blocks"][i], x)
-        hidden.append(x)
-    return gb.head_forward(spec, p, x), tuple(hidden)
+    states = gb.block_states(spec, params, tokens)
+    return gb.head_forward(spec, gb.pure(params), states[-1]), tuple(states[1:])
 
 
 def with_hidden_states(model: Model) -> Model:
@@ -98,6 +93,13 @@ def _gpt(model: Any, what: str) -> tuple[Model, dict[str, Any]]:
     ConfigError for anything else."""
     config = _tgpt.resolve_config(model, what)
     return (_tgpt.build(config) if isinstance(model, GPT) else model), config
+
+
+def _model_state(model: Model, seed: int) -> Any:
+    """``model``'s initial model state, without running ``init`` when it is empty (the
+    GPT's is: it has no BatchNorm or other non-parameter state)."""
+    shapes = jax.eval_shape(lambda k: model.init(k, None)[1], jax.random.key(seed))
+    return shapes if not jax.tree.leaves(shapes) else model.init(jax.random.key(seed), None)[1]
 
 
 def _check_layer_map(layer_map: Mapping[int, int], n_student: int, n_teacher: int) -> dict:
@@ -224,8 +226,10 @@ def distill_lm(student: Any, teacher: Any, teacher_params: Any, data: TextData,
     chunk's mean ``train_kd``, ``train_ce`` and ``train_hidden``. Neither model's params
     are consumed.
     """
+    init = None
     if student_params is None and not isinstance(student, GPT):
-        student_params = student.init(jax.random.key(seed), None)[0]
+        init = student.init(jax.random.key(seed), None)
+        student_params = init[0]
     s = _tgpt.resolve(student, student_params, "distill_lm.student")
     t = _tgpt.resolve(teacher, teacher_params, "distill_lm.teacher")
     if s.config["vocab_size"] != t.config["vocab_size"]:
@@ -238,7 +242,7 @@ def distill_lm(student: Any, teacher: Any, teacher_params: Any, data: TextData,
     loss_fn = lm_distill_loss(s.model, t.model, temperature=temperature, kd_weight=kd_weight,
                               ce_weight=ce_weight, hidden_weight=hidden_weight,
                               layer_map=layer_map, channels=channels)
-    ms = s.model.init(jax.random.key(seed), None)[1]
+    ms = init[1] if init is not None else _model_state(s.model, seed)
     state = create_state(s.params, ms, tx, key=jax.random.key(seed + 1))
     return train_lm(s.model, data, tx, steps=steps, batch_size=batch_size, context=context,
                     seed=seed, eval_every=eval_every, state=state,

@@ -249,13 +249,21 @@ def logits(model: Model, params: Any, x: jax.Array, spec: GPTSpec | None = None)
     return head_forward(spec or gpt_spec(model), pure(params), x)
 
 
+def block_states(spec: GPTSpec, params: Any, tokens: jax.Array, tap: Tap = no_tap
+                 ) -> list[jax.Array]:
+    """The residual stream ``[embedding, after block 0, ..., after the last block]``
+    (``num_layers + 1`` arrays ``(B, T, width)``) of the GPT with a ``tap``; the logits
+    are ``head_forward(spec, pure(params), states[-1])``."""
+    p = pure(params)
+    states = [embed_forward(spec, p, tokens)]
+    for i in range(spec.num_layers):
+        states.append(block_forward(spec, i, p["blocks"][i], states[-1], tap))
+    return states
+
+
 def forward(spec: GPTSpec, params: Any, tokens: jax.Array, tap: Tap = no_tap) -> jax.Array:
     """The whole GPT as a pure function of ``(params, tokens)`` with a ``tap``."""
-    p = pure(params)
-    x = embed_forward(spec, p, tokens)
-    for i in range(spec.num_layers):
-        x = block_forward(spec, i, p["blocks"][i], x, tap)
-    return head_forward(spec, p, x)
+    return head_forward(spec, pure(params), block_states(spec, params, tokens, tap)[-1])
 
 
 def tapped_model(model: Model, tap: Tap = no_tap, spec: GPTSpec | None = None,

@@ -26,7 +26,7 @@ Example:
     True
 """
 
-from jaxcomp.prune.transformer._gpt import gpt_config
+from jaxcomp.models.gpt_target import gpt_config
 from jaxcomp.prune.transformer.depth import block_importance, prune_depth
 from jaxcomp.prune.transformer.importance import Importance, importance
 from jaxcomp.prune.transformer.io import load_pruned, save_pruned

@@ -34,9 +34,9 @@ import numpy as np
 
 from jaxcomp.core.errors import check_choice
 from jaxcomp.models import gpt_blocks as gb
+from jaxcomp.models.gpt_target import Target, batches, check_tokens, resolve
 from jaxcomp.models.lm import token_nll
 from jaxcomp.prune.transformer import structure as st
-from jaxcomp.prune.transformer._gpt import Target, batches, check_tokens, resolve
 from jaxcomp.prune.transformer.importance import importance
 from jaxcomp.prune.transformer.result import Pruned, finish
 from jaxcomp.prune.transformer.width import check_size, top

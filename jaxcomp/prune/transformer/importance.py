@@ -47,7 +47,7 @@ import numpy as np
 
 from jaxcomp.core.errors import ConfigError, check_choice
 from jaxcomp.models import gpt_blocks as gb
-from jaxcomp.prune.transformer._gpt import batches, check_tokens, resolve
+from jaxcomp.models.gpt_target import batches, check_tokens, resolve
 
 METHODS = ("activation", "magnitude", "random")
 
@@ -99,12 +99,11 @@ def _sums(spec: gb.GPTSpec, p: Any, tokens: jax.Array) -> dict[str, jax.Array]:
         return v
 
     absum = lambda v: jnp.abs(v.astype(jnp.float32)).sum((0, 1))  # noqa: E731
-    x = gb.embed_forward(spec, p, tokens)
+    states = gb.block_states(spec, p, tokens, tap)
     heads, neurons, cos = [], [], []
-    chans = jnp.zeros(x.shape[-1], jnp.float32)
-    for i in range(spec.num_layers):
+    chans = jnp.zeros(states[0].shape[-1], jnp.float32)
+    for i, (x, y) in enumerate(zip(states[:-1], states[1:], strict=True)):
         pre = f"blocks/{i}/"
-        y = gb.block_forward(spec, i, p["blocks"][i], x, tap)
         u = got[pre + "attn/o/kernel"].astype(jnp.float32)
         u = u.reshape(*u.shape[:2], spec.num_heads, spec.head_dim)
         heads.append(jnp.sqrt(jnp.sum(u * u, -1)).sum((0, 1)))
@@ -114,8 +113,7 @@ def _sums(spec: gb.GPTSpec, p: Any, tokens: jax.Array) -> dict[str, jax.Array]:
         c = jnp.sum(a * b, -1) / jnp.maximum(jnp.linalg.norm(a, axis=-1)
                                              * jnp.linalg.norm(b, axis=-1), 1e-12)
         cos.append(c.sum())
-        x = y
-    chans = chans + absum(gb.norm_forward(p["ln_f"], x, spec))
+    chans = chans + absum(gb.norm_forward(p["ln_f"], states[-1], spec))
     return {"heads": jnp.stack(heads), "neurons": jnp.stack(neurons), "channels": chans,
             "cos": jnp.stack(cos)}
 

@@ -26,8 +26,8 @@ import json
 import os
 
 from jaxcomp.core.errors import ConfigError
+from jaxcomp.models.gpt_target import abstract_params
 from jaxcomp.prune.rebuild import restore_variables, save_shrunk
-from jaxcomp.prune.transformer._gpt import abstract_params
 from jaxcomp.prune.transformer.result import Pruned
 
 FORMAT = "jaxcomp.transformer_prune/1"

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,8 +37,8 @@ import numpy as np
 from flax import nnx
 
 from jaxcomp.models import gpt_blocks as gb
+from jaxcomp.models.gpt_target import check_tokens, resolve
 from jaxcomp.prune.transformer import structure as st
-from jaxcomp.prune.transformer._gpt import check_tokens, resolve
 
 
 def masked_params(model: Any, params: Any, kept: Mapping[str, Any]) -> Any:
@@ -55,9 +54,7 @@ def masked_params(model: Any, params: Any, kept: Mapping[str, Any]) -> Any:
     return zeroed
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _forward(spec: gb.GPTSpec, params: Any, tokens: jax.Array) -> jax.Array:
-    return gb.forward(spec, params, tokens)
+_forward = jax.jit(gb.forward, static_argnums=0)  # one program per GPT spec
 
 
 def with_norm_masks(params: dict, mask: jax.Array) -> dict:

@@ -22,8 +22,8 @@ from flax import nnx
 
 from jaxcomp.flax.model import Model
 from jaxcomp.models.gpt import GPT, as_module
+from jaxcomp.models.gpt_target import Target, abstract_params, count, resolve
 from jaxcomp.prune.transformer import structure as st
-from jaxcomp.prune.transformer._gpt import Target, abstract_params, count, resolve
 
 
 class Pruned(NamedTuple):

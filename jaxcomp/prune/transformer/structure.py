@@ -51,9 +51,9 @@ from typing import Any
 import numpy as np
 
 from jaxcomp.core.errors import ConfigError
+from jaxcomp.models.gpt_target import expected_shapes
 from jaxcomp.prune import surgery
 from jaxcomp.prune.groups import DependencyGraph, Group, Member
-from jaxcomp.prune.transformer._gpt import _expected_shapes
 
 KINDS = ("blocks", "channels", "heads", "kv_heads", "neurons")
 PER_LAYER = {"heads": "attn/heads", "kv_heads": "attn/kv_heads", "neurons": "mlp/neurons"}
@@ -94,7 +94,7 @@ def _members(cfg: Mapping[str, Any]) -> list[tuple[str, str, int, str, tuple]]:
 
 def gpt_graph(cfg: Mapping[str, Any]) -> DependencyGraph:
     """The GPT's channel groups (see the module docstring) for a keyword config."""
-    shapes = _expected_shapes(dict(cfg))
+    shapes = expected_shapes(dict(cfg))
     members: dict[str, list[Member]] = {}
     layouts = {("params", p): [((None, n),) for n in s] for p, s in shapes.items()}
     for g, path, axis, role, layout in _members(cfg):

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from jaxcomp.core.errors import ConfigError
+from jaxcomp.models.gpt_target import resolve
 from jaxcomp.prune.transformer import structure as st
-from jaxcomp.prune.transformer._gpt import resolve
 from jaxcomp.prune.transformer.importance import Importance, check_importance
 from jaxcomp.prune.transformer.result import Pruned, finish
 

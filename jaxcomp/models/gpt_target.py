@@ -1,4 +1,7 @@
-"""The GPT being pruned: its keyword config, its params as a pure dict, checked inputs.
+"""A library GPT as the transformer tools take it: keyword config, pure params, checks.
+
+Used by structured pruning (:mod:`jaxcomp.prune.transformer`) and LM distillation
+(:mod:`jaxcomp.distill.lm`).
 
 :func:`resolve` accepts what users hold — the :class:`~jaxcomp.flax.Model` of
 ``get_model("gpt", ...)`` with its params (an ``nnx.State`` or a pure dict), or an NNX
@@ -83,7 +86,8 @@ def _abstract_gpt(key: tuple) -> tuple[dict[str, tuple[int, ...]], gb.GPTSpec]:
     return _shapes(nnx.to_pure_dict(nnx.state(gpt, nnx.Param))), gb.module_spec(gpt)
 
 
-def _expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """``{path: shape}`` of the params of a GPT keyword config (computed abstractly)."""
     return dict(_abstract_gpt(_key(config))[0])
 
 
@@ -148,7 +152,7 @@ def resolve(model: Any, params: Any, what: str = "model") -> Target:
         raise ConfigError(f"{what}: params is None; pass the Model's params (from "
                           "model.init) or pass the NNX GPT module itself")
     p = gb.pure(params)
-    want = _expected_shapes(config)
+    want = expected_shapes(config)
     got = _shapes(p)
     bad = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
     if bad:
@@ -188,3 +192,7 @@ def batches(tokens: jax.Array, batch_size: int) -> list[jax.Array]:
 def count(params: Any) -> int:
     """The number of parameters (array elements) in a pytree."""
     return int(sum(np.size(a) for a in jax.tree.leaves(params)))
+
+
+__all__ = ["Target", "abstract_params", "batches", "build", "check_tokens", "config_of", "count",
+           "expected_shapes", "gpt_config", "resolve", "resolve_config"]
