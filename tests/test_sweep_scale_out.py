@@ -22,8 +22,9 @@ from jaxcomp.distributed.launch import _kill, device_env, free_port, launch_loca
 from tests.tiny_configs import tiny_config_source
 
 TIMEOUT = 300  # a bound, not an expectation: each group takes seconds on an idle machine
-# one worker runs this module (test.sh: --dist loadgroup), so its costly module fixture
-# (eight multi-process sweeps) runs once, not once per worker
+# one worker runs this module (test.sh: --dist loadgroup), and its costly fixture (eight
+# multi-process sweeps) is session-scoped: a module-scoped one is torn down and rebuilt
+# when the worker runs other modules' tests between this module's
 pytestmark = pytest.mark.xdist_group("scale_out")
 
 CLI = [sys.executable, "-m", "jaxcomp.cli", "sweep"]
@@ -132,7 +133,7 @@ def _kill_mid_sweep(cfg, out):
         _kill(procs)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("scale_sweep")
     cfg = d / "cfg.py"

@@ -169,8 +169,9 @@ def run(quick: bool = False) -> TableResult:
         "folded, writers centred, residual stream rotated by a random Hadamard matrix, "
         "online Hadamard before o and down (QuaRot without its KV quantization).",
         "KV int8: keys (after positions) and values fake-quantized per token and head inside "
-        "the blocks' forward (jaxcomp.models.gpt_blocks, kv_bits=8); the decode path's own "
-        "KV-cache quantization was not merged when this table was written.",
+        "the blocks' parallel forward (jaxcomp.models.gpt_blocks, kv_bits=8): symmetric "
+        "absmax codes per (token, kv-head), the grid of the decode path's int8 cache with "
+        "kv_scale='token' (jaxcomp.models.kv_cache), evaluated without decoding.",
     ]
     return gpt_base.gpt_table_result(TABLE, TITLE, PAPER, ours, claims, deviations, quick,
                                      rows, quick_also=", group 32", explain={"d": _explain_d})
