@@ -163,6 +163,9 @@ def prune_blocks(blocks: Sequence[Block], x_calib: Sequence[jax.Array] | jax.Arr
 
     def one(w: jax.Array, st: LayerStats, path: str) -> tuple[jax.Array, dict]:
         i = int(re.match(r"blocks\[(\d+)\]", path).group(1))
+        # the statistics are dispatched asynchronously: wait for them before the clock
+        # starts, or the pruning time would include the statistics pass
+        jax.block_until_ready((w, st))
         t = time.perf_counter()
         kw = dict(sparsity=None if nmp else sps[i], nm=nmp, path=path)
         if method == "magnitude":
