@@ -103,6 +103,25 @@ def test_ste_gradient_clipped_to_range():
     np.testing.assert_array_equal(g, [0, 1, 1, 1, 0])  # range is [-0.7, 0.7]
 
 
+@pytest.mark.parametrize("use_jit", [False, True])
+def test_absmax_ste_passes_the_range_setting_element(use_jit):
+    """With a symmetric range taken from x itself nothing is clipped, so every element's
+    gradient is 1 — also the one that sets the range when 127 * (amax / 127) rounds below
+    amax in float32 (7.9867277 does), which a range-mask STE would zero."""
+    amax = np.float32(7.9867277)
+    assert np.float32(127) * np.float32(amax / np.float32(127)) < amax  # the float artifact
+    x = jnp.array([[amax, 0.5], [-1.0, -2.25]], jnp.float32)
+    f = lambda v: fake_quant(v, 8, axis=1).sum()  # noqa: E731
+    g = (jax.jit(jax.grad(f)) if use_jit else jax.grad(f))(x)
+    np.testing.assert_array_equal(g, np.ones((2, 2)))
+    from jaxcomp.quant.uniform import ste_fake_quant  # same codes as the masked STE
+    scale = jnp.max(jnp.abs(x), axis=0, keepdims=True) / 127
+    np.testing.assert_array_equal(fake_quant(x, 8, axis=1),
+                                  ste_fake_quant(x, scale, jnp.zeros_like(scale), 8))
+    g_masked = jax.grad(lambda v: ste_fake_quant(v, scale, jnp.zeros_like(scale), 8).sum())(x)
+    assert float(g_masked[0, 0]) == 0.0  # what the range mask did to it
+
+
 def test_traced_bits_vmap_equals_loop():
     x = jax.random.normal(jax.random.key(0), (16, 4))
     bits = jnp.array([2, 4, 8])

@@ -58,7 +58,7 @@ from jaxcomp.core.errors import ConfigError, check_bool, check_number, nearest
 from jaxcomp.core.select import _normalize_rules
 from jaxcomp.quant.observers import ema
 from jaxcomp.quant.transform import quantize_leaf
-from jaxcomp.quant.uniform import check_bits, qparams, ste_fake_quant
+from jaxcomp.quant.uniform import check_bits, minmax, qparams, ste_fake_quant
 
 COLLECTION = "quant_stats"
 
@@ -121,8 +121,8 @@ def fake_quant_input(x: jax.Array, lo: jax.Array, hi: jax.Array, count: jax.Arra
     ``update``: fold this batch's min/max into the moving average (training);
     otherwise the stored range is used (the batch's own until one was observed).
     """
-    xs = jax.lax.stop_gradient(x).astype(jnp.float32)
-    blo, bhi = jnp.min(xs), jnp.max(xs)
+    lo_hi = minmax(jax.lax.stop_gradient(x).astype(jnp.float32))  # one pass over x
+    blo, bhi = (v.reshape(()) for v in lo_hi)
     if update:
         lo, hi = ema((lo, hi), (blo, bhi), count, cfg.momentum)
         count = count + 1

@@ -190,6 +190,19 @@ def reduce_axes(ndim: int, axis: Axis = None, group_size: int | None = None,
     return tuple(sorted(out))
 
 
+def _min_max(x: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """``(min, max)`` over ``axes`` (kept, size 1) in one variadic reduction: one pass over
+    ``x`` (XLA emits two separate reductions for ``jnp.min`` and ``jnp.max``)."""
+    if not jnp.issubdtype(x.dtype, jnp.floating) or x.size == 0:
+        return jnp.min(x, axis=axes, keepdims=True), jnp.max(x, axis=axes, keepdims=True)
+    inf = jnp.array(jnp.inf, x.dtype)
+    lo, hi = jax.lax.reduce((x, x), (inf, -inf),
+                            lambda a, b: (jnp.minimum(a[0], b[0]), jnp.maximum(a[1], b[1])),
+                            tuple(sorted(a % x.ndim for a in axes)))
+    keep = [1 if i in {a % x.ndim for a in axes} else n for i, n in enumerate(x.shape)]
+    return lo.reshape(keep), hi.reshape(keep)
+
+
 def minmax(x: jax.Array, axis: Axis = None, group_size: int | None = None,
            group_axis: int = 0) -> tuple[jax.Array, jax.Array]:
     """Per-tensor / per-channel / per-group ``(min, max)`` with the input's rank.
@@ -203,8 +216,7 @@ def minmax(x: jax.Array, axis: Axis = None, group_size: int | None = None,
     normalize_axis(axis, x.ndim)
     xv, ga = _group_view(x, group_size, group_axis)
     red = reduce_axes(x.ndim, axis, group_size, group_axis)
-    lo = jnp.min(xv, axis=red, keepdims=True)
-    hi = jnp.max(xv, axis=red, keepdims=True)
+    lo, hi = _min_max(xv, red)
     if group_size is not None:
         lo, hi = jnp.squeeze(lo, ga + 1), jnp.squeeze(hi, ga + 1)
     return lo, hi
@@ -341,6 +353,32 @@ def _ste_nearest_bwd(res, g):
 _ste_nearest.defvjp(_ste_nearest_fwd, _ste_nearest_bwd)
 
 
+@jax.custom_vjp
+def _ste_absmax(x: jax.Array, s: jax.Array, qmax: jax.Array) -> jax.Array:
+    """``clip(round(x / s), -qmax, qmax) * s`` for a symmetric scale ``s = max|x| / qmax``
+    taken from ``x`` itself, with the plain straight-through gradient.
+
+    Nothing can be clipped (``|x / s| <= qmax`` up to rounding, which ``round`` absorbs),
+    so the clipped STE's range mask is all ones: this skips computing it, and so the
+    element that sets the range keeps its gradient even when ``qmax * s`` rounds a hair
+    below ``max|x|`` in float32. Same codes as :func:`_ste_nearest`.
+    """
+    q = jnp.clip(jnp.round(x.astype(jnp.float32) / s), -qmax, qmax)
+    return (q * s).astype(x.dtype) + 0.0  # + 0.0: a zero code gives +0.0, never -0.0
+
+
+def _ste_absmax_fwd(x, s, qmax):
+    return _ste_absmax(x, s, qmax), (s, qmax)
+
+
+def _ste_absmax_bwd(res, g):
+    s, qmax = res
+    return g, jnp.zeros_like(s), jnp.zeros_like(qmax)
+
+
+_ste_absmax.defvjp(_ste_absmax_fwd, _ste_absmax_bwd)
+
+
 def ste_fake_quant(x: jax.Array, scale: jax.Array, zero_point: jax.Array, bits: Any, *,
                    symmetric: bool = True, signed: bool = True, rounding: str = "nearest",
                    key: jax.Array | None = None) -> jax.Array:
@@ -386,5 +424,9 @@ def fake_quant(x: jax.Array, bits: Any = 8, *, axis: Axis = None, group_size: in
     else:
         lo, hi = minmax(xs, axis, group_size, group_axis)
     scale, zp = qparams(lo, hi, bits, symmetric=symmetric, signed=signed)
+    if symmetric and signed and rounding == "nearest":  # absmax range: nothing is clipped
+        _, qmax = qrange(bits, signed=True, symmetric=True)
+        return _ste_absmax(x, jnp.asarray(expand(scale, x.shape), jnp.float32),
+                           jax.lax.stop_gradient(qmax))
     return ste_fake_quant(x, scale, zp, bits, symmetric=symmetric, signed=signed,
                           rounding=rounding, key=key)
