@@ -11,8 +11,8 @@ windows for every row). Quick: 2 layers, width 64, context 64, 150 steps of batc
 
 Why 500 steps: ``../shared/PAPERS.md`` gives each transformer table 30 minutes on 2 CPU
 cores including the base training, and T9/T10 train two seeds. A step of batch 16 costs
-about 0.9 s here (2.1 s at batch 32), so two seeds of 500 steps take about 15 minutes and
-leave the rest for the methods. The model is undertrained (a 3.2M-parameter model could use
+about 1.1–1.4 s here (2.1 s at batch 32): one seed of 500 steps took 535–680 s in the first
+full runs, and T9 as a whole 27 minutes. The model is undertrained (a 3.2M-parameter model could use
 far more than 2M bytes); the tables report its bpb beside the unigram and bigram baselines.
 """
 
