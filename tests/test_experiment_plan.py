@@ -71,5 +71,9 @@ def test_apply_plans_plans_only_switched_on_families():
     plans = apply_plans(cfg, ctx)
     assert [p.family for p in plans] == ["prune"]
     assert "prune_transform" in ctx.artifacts
-    st = ctx.make_optimizer().init({"Dense_0": {"kernel": jnp.ones((4, 4))}})
-    assert "prune" in st._fields  # the masked optimizer's state holds the pruner's
+    params = {"Dense_0": {"kernel": jnp.ones((4, 4))}}
+    st = ctx.make_optimizer().init(params)
+    assert st._fields == ("inner",)  # masked_updates: the masks are not in the optimizer
+    cs = ctx.transform.init(params)  # ... they are the pruner's state, in comp_state
+    assert sorted(cs) == ["prune"] and sorted(cs["prune"]["pruner"]["masks"]) == [
+        "Dense_0/kernel"]

@@ -70,12 +70,20 @@ def test_fit_and_checkpoint_roundtrip(tmp_path):
     assert sum(int((~m).sum()) for m in masks.values()) == round(0.75 * total)
     for k, p in zip(("Dense_0", "Dense_1"), kernels, strict=True):
         assert np.all(np.asarray(p)[~np.asarray(masks[f"{k}/kernel"])] == 0.0)
+    assert_masks_survive_checkpoint(res.state, masks, "opt_state", tmp_path)
+
+
+def assert_masks_survive_checkpoint(state, masks, where, tmp_path):
+    """Save ``state`` with the engine's Checkpointer, restore it, and find ``masks`` again
+    in its ``where`` field (``opt_state`` or ``comp_state``)."""
     ck = Checkpointer(str(tmp_path / "ck"))
-    ck.save(res.state, epoch=2)
-    restored, epoch = ck.restore_latest(res.state)
+    ck.save(state, epoch=2)
+    restored, epoch = ck.restore_latest(state)
     ck.close()
     assert epoch == 2
-    for p, m in get_masks(restored.opt_state).items():
+    got = get_masks(getattr(restored, where))
+    assert set(got) == set(masks)
+    for p, m in got.items():
         np.testing.assert_array_equal(np.asarray(m), np.asarray(masks[p]))
 
 

@@ -130,6 +130,50 @@ def test_baked_number_falls_back_to_one_by_one(toy_family, tmp_path):
     assert recs[0]["metrics"]["test_nll"] != recs[1]["metrics"]["test_nll"]
 
 
+def test_plans_static_parts_decide_the_group(tmp_path, monkeypatch):
+    """A family's plan declares what of its setting is static: settings whose plans'
+    static parts differ are not vmapped together, even with equal configs minus vector
+    keys (here the static part depends on a vector key's value)."""
+    from jaxcomp.experiment.plan import Plan
+
+    def plan(cfg, ctx):
+        return Plan("toy", transform=_scale_in_state(cfg.factor),
+                    static={"regime": "big" if cfg.factor > 1 else "small"})
+
+    fam = types.SimpleNamespace(VECTOR_KEYS=("factor",), validate=_validate,
+                                default_config=TOY.default_config, plan=plan)
+    monkeypatch.setattr(families, "available", lambda: {"toy": fam})
+    cfg = tiny_config(epochs=1)
+    cfg.toy.method = "state"
+    s = SweepRunner(cfg, product({"toy.factor": [0.5, 2.0]}), str(tmp_path / "a"),
+                    progress=False).run()
+    assert (s["vectorized"], s["sequential"]) == (0, 2)
+    recs = ResultStore(tmp_path / "a").records()
+    assert all("plans have different static parts" in r["path_reason"] for r in recs)
+    s = SweepRunner(cfg, product({"toy.factor": [1.5, 2.0]}), str(tmp_path / "b"),
+                    progress=False).run()
+    assert (s["vectorized"], s["sequential"]) == (2, 0)  # equal static parts: one program
+
+
+def test_prune_seed_is_held_in_the_compression_state(tmp_path):
+    """prune.seed seeds the pruner's key, which lives in the compression state: a sweep
+    over it is vectorized, and equals the runs one by one."""
+    cfg = tiny_config(epochs=2)
+    cfg.prune.method = "random"
+    cfg.prune.schedule = "one_shot"
+    cfg.prune.sparsity = 0.5
+    spec = product({"prune.seed": [0, 1]})
+    vec = SweepRunner(cfg, spec, str(tmp_path / "v"), progress=False)
+    sv = vec.run()
+    ss = SweepRunner(cfg, spec, str(tmp_path / "s"), progress=False, vectorize=False).run()
+    assert (sv["vectorized"], ss["sequential"]) == (2, 2) and vec.compiles == 1
+    a, b = _by_setting(tmp_path / "v"), _by_setting(tmp_path / "s")
+    for k in a:
+        np.testing.assert_allclose(a[k]["metrics"]["test_nll"], b[k]["metrics"]["test_nll"],
+                                   rtol=2e-4, atol=2e-5)
+    assert len({r["metrics"]["test_nll"] for r in a.values()}) == 2  # other masks
+
+
 def test_resume_skips_finished_runs_without_duplicates(tmp_path):
     cfg = tiny_config(epochs=1)
     spec = product({"seed": [0, 1, 2]})

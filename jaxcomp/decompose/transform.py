@@ -12,8 +12,9 @@ span.
 * ``cp``: the state holds the CP factors; ``apply`` runs ``refine_iters`` ALS sweeps
   warm-started from them on the current kernel and reconstructs.
 
-``update`` recomputes the factors from the current params (every ``every`` steps,
-gated by ``lax.cond``).
+``update`` recomputes the factors from the params it is given (every ``every`` steps,
+gated by ``lax.cond``); in :func:`jaxcomp.train.train_step_fn` those are the params the
+step's gradients were taken at, before the optimizer moves them.
 
 Example:
     >>> import jax, jax.numpy as jnp

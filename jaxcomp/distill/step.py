@@ -54,6 +54,7 @@ from jaxcomp.distill.relational import rkd_loss
 from jaxcomp.distill.similarity import pkt_loss, sp_loss
 from jaxcomp.flax.model import Model
 from jaxcomp.train.state import TrainState
+from jaxcomp.train.step import apply_step
 
 FEATURE_LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
     "hint": hint_loss,
@@ -233,10 +234,8 @@ def distiller(student: Model, teacher: Model, tx: optax.GradientTransformation, 
             return loss, (new_ms, aux)
 
         (loss, (new_ms, aux)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        comp_state = transform.update(params["student"], state.comp_state, step=state.step,
-                                      grads=grads["student"], key=jax.random.fold_in(rng, 1))
+        params, opt_state, comp_state = apply_step(tx, transform, state, grads,
+                                                   jax.random.fold_in(rng, 1), part="student")
         new = TrainState(state.step + 1, params, opt_state, comp_state, new_ms, state.key)
         return new, {"loss": loss, **aux}
 

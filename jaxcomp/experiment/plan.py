@@ -6,7 +6,10 @@ is the train state's ``comp_state``), an optimizer wrapper (pruning keeps its
 masks in the optimizer state), a loss and the numbers it reads
 (``loss_state``, vmappable), per-example arrays (``cached``, e.g. a teacher's
 logits: an explicit pytree, never a closure), a replacement model (activation
-quantization), and a post-training step that adds its metrics and ledger rows.
+quantization), a post-training step that adds its metrics and ledger rows, and
+its static part (``static``: what of the setting decides the compiled program —
+by default the family's config section without its ``VECTOR_KEYS``, the numbers
+held in the states); a sweep vectorizes settings whose plans' static parts are equal.
 :func:`apply_plans` installs them on a :class:`~jaxcomp.experiment.RunContext`;
 ``run_experiment``, the sweep runner and ``jaxcomp sensitivity`` all go through it.
 
@@ -42,6 +45,28 @@ class Plan:
     model: Any = None
     after_train: Callable[[Any], None] | None = None
     artifacts: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    static: Any = None
+
+
+def static_part(section: Any, vector_keys: Any = ()) -> dict[str, Any]:
+    """A family's default static part: its config section as a dict without the
+    ``vector_keys`` (relative dotted names), the numbers its states hold.
+
+    Example:
+        >>> import ml_collections
+        >>> static_part(ml_collections.ConfigDict({"method": "magnitude", "sparsity": 0.9}),
+        ...             ("sparsity",))
+        {'method': 'magnitude'}
+    """
+    d = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+    for key in vector_keys:
+        *parents, last = key.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return d
 
 
 def plan_of(name: str, family: Any, cfg: Any, ctx: Any) -> Plan:
@@ -88,7 +113,12 @@ def apply_plans(cfg: Any, ctx: Any) -> list[Plan]:
     from jaxcomp.experiment import families
 
     for name, fam in families.active(cfg).items():
-        apply_plan(ctx, plan_of(name, fam, cfg[name], ctx))
+        plan = plan_of(name, fam, cfg[name], ctx)
+        if plan.static is None:
+            keys = [k[len(name) + 1:] if k.startswith(name + ".") else k
+                    for k in getattr(fam, "VECTOR_KEYS", ())]
+            plan = dataclasses.replace(plan, static=static_part(cfg[name], keys))
+        apply_plan(ctx, plan)
     return ctx.plans
 
 
@@ -99,4 +129,4 @@ def after_training(ctx: Any) -> None:
             plan.after_train(ctx)
 
 
-__all__ = ["Plan", "after_training", "apply_plan", "apply_plans", "plan_of"]
+__all__ = ["Plan", "after_training", "apply_plan", "apply_plans", "plan_of", "static_part"]

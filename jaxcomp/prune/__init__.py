@@ -26,7 +26,13 @@ from jaxcomp.prune.masks import (
     sparsity_of,
     topk_mask,
 )
-from jaxcomp.prune.optax_wrapper import MaskedState, find_prune_state, get_masks, masked_optimizer
+from jaxcomp.prune.optax_wrapper import (
+    MaskedState,
+    find_prune_state,
+    get_masks,
+    masked_optimizer,
+    masked_updates,
+)
 from jaxcomp.prune.pruner import (
     magnitude,
     masks_of,
@@ -40,6 +46,7 @@ from jaxcomp.prune.pruner import (
 from jaxcomp.prune.report import format_report, sparsity_report
 from jaxcomp.prune.scores import SCORES, score, snip_scores
 from jaxcomp.prune.select_k import order_keys, smallest_k, smallest_k_groups
+from jaxcomp.prune.state_transform import pruning_optimizer, pruning_transform
 from jaxcomp.prune.storage import (
     decode,
     decode_tree,
@@ -67,7 +74,7 @@ __all__ = [
     "mask_transform", "rebuild_linen", "sensitivity", "shrink", "surgery", "unit_mask",
     "MaskedState", "decode", "decode_tree", "dynamic_sparse", "encode_bitmask",
     "encode_relative", "encode_tree", "find_prune_state", "format_report", "get_masks",
-    "masked_optimizer", "nbytes",
+    "masked_optimizer", "masked_updates", "nbytes", "pruning_optimizer", "pruning_transform",
     "rigl", "set_", "smallest_k_groups", "sparsity_report", "tree_nbytes",
     "SCORES", "apply_masks", "block_mask", "check_masks", "erk_masks", "erk_sparsities",
     "global_masks", "keep_largest", "layerwise_masks", "magnitude", "masks_of", "movement",

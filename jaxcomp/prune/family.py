@@ -1,9 +1,10 @@
 """The pruning family of experiment configs (``cfg.prune``).
 
-``setup`` builds the pruner from the config and wraps the experiment's
-optimizer with :func:`jaxcomp.prune.masked_optimizer` (masks and schedule live
-in the optimizer state; the forward pass sees params that are exactly zero
-where pruned). ``after_train`` adds the per-leaf report, the sparsity of the
+``plan`` builds the pruner from the config: its state (masks, schedule, gate)
+is the run's compression state (:func:`jaxcomp.prune.pruning_transform`), and
+the experiment's optimizer is wrapped by the generic
+:func:`jaxcomp.prune.masked_updates`, which reads the masks from it (pruned
+weights stay exactly zero). ``after_train`` adds the per-leaf report, the sparsity of the
 pruned leaves, the sparse bytes at rest (bitmask and relative-index CSR; the
 smallest is ``stored_bytes``) and the effective FLOPs (``flops_sparse``: zero
 weights skipped; ``flops_shrunk``: all-zero units removed) to the ledger.
@@ -42,9 +43,10 @@ from jaxcomp.experiment.sections.prune import (  # noqa: F401  (the section, pub
     validate,
 )
 from jaxcomp.prune import dst, storage
-from jaxcomp.prune.optax_wrapper import get_masks, masked_optimizer
+from jaxcomp.prune.optax_wrapper import get_masks
 from jaxcomp.prune.pruner import pruner
 from jaxcomp.prune.report import effective_flops, output_positions, sparsity_report
+from jaxcomp.prune.state_transform import pruning_optimizer, pruning_transform
 
 
 def total_steps(ctx: Any) -> int:
@@ -81,15 +83,15 @@ def build(cfg: ml_collections.ConfigDict, steps: int) -> Transform:
 
 
 def plan(cfg: ml_collections.ConfigDict, ctx: Any) -> Plan:
-    """Training prunes: the run's optimizer is wrapped by
-    :func:`~jaxcomp.prune.masked_optimizer` (masks and schedule in its state)."""
-    t = build(cfg, total_steps(ctx))
-    seed = int(cfg.seed)
+    """Training prunes: the pruner's state is the compression state, and the run's
+    optimizer is wrapped by :func:`~jaxcomp.prune.masked_updates`, which reads it."""
+    p = build(cfg, total_steps(ctx))
+    t = pruning_transform(p, seed=int(cfg.seed))
 
     def wrap(tx: optax.GradientTransformation) -> optax.GradientTransformation:
-        return masked_optimizer(tx, t, seed=seed)
+        return pruning_optimizer(tx, t)
 
-    return Plan("prune", optimizer=wrap, artifacts={"prune_transform": t},
+    return Plan("prune", transform=t, optimizer=wrap, artifacts={"prune_transform": p},
                 after_train=lambda c: after_train(cfg, c))
 
 
@@ -106,7 +108,7 @@ def after_train(cfg: ml_collections.ConfigDict, ctx: Any) -> None:
     table in ``ctx.artifacts["prune_report"]``."""
     ensure_defaults(ctx.ledger)
     state = ctx.fit_result.state
-    masks = get_masks(state.opt_state)
+    masks = get_masks(state.comp_state)
     n = sum(int(m.size) for m in masks.values())
     kept = sum(int(m.sum()) for m in masks.values())
     params = state.params

@@ -49,7 +49,7 @@ import optax
 from jax import lax
 
 from jaxcomp.core import guards, paths, schedules
-from jaxcomp.core.errors import ConfigError
+from jaxcomp.core.errors import ConfigError, check_bool
 from jaxcomp.core.transform import Transform
 
 
@@ -100,12 +100,7 @@ def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
                            jax.random.key_data(jax.random.key(seed)))
 
     def update(grads, state, params=None):
-        if params is None:
-            raise ConfigError("masked_optimizer: update needs params (call "
-                              "tx.update(grads, opt_state, params))")
-        if not isinstance(state, MaskedState):
-            raise ConfigError(f"masked_optimizer.update: got {guards.describe_state(state)} as "
-                              "opt_state; expected the MaskedState this optimizer's init made")
+        _check_update("masked_optimizer", params, state, MaskedState, "")
         guards.require_state("masked_optimizer.update", state.prune, ("masks",),
                              "a pruner's")
         old = state.prune["masks"]
@@ -121,22 +116,134 @@ def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
         # is not called on other steps; accumulating scores run every step
         prune = run_pruner() if gate is None else lax.cond(gate, run_pruner,
                                                            lambda: state.prune)
-        new = prune["masks"]
-        shrinks = getattr(pruner, "never_regrows", False)
-        # kept before and after the step; masks that only shrink make that the new mask
-        # (and the old masks need not outlive the branch, so XLA copies nothing)
-        both = new if shrinks else {p: old[p] & new[p] for p in new}
-        u, inner = tx.update(grads, state.inner, params)
-        # keep a weight's update only if it is kept before and after; else send it to 0
-        u = jax.tree_util.tree_map_with_path(
-            lambda kp, upd, w: _keep_or_zero(both, paths.path_to_str(kp), upd, w), u, params)
-        if reset_moments and not shrinks:
-            # zero the per-weight optimizer state of every weight not kept throughout; an
-            # elementwise select that fuses with the optimizer's own update (no branch)
-            inner = _reset(tx, inner, params, both)
+        u, inner = masked_update(tx, grads, state.inner, params, prune["masks"], old,
+                                 never_regrows=getattr(pruner, "never_regrows", False),
+                                 reset_moments=reset_moments)
         return u, MaskedState(inner, prune, state.count + 1, state.key)
 
     return optax.GradientTransformation(init, update)
+
+
+class MaskedUpdatesState(NamedTuple):
+    """:func:`masked_updates`' state: the inner optimizer's (the masks live elsewhere)."""
+
+    inner: Any
+
+
+def masked_updates(tx: optax.GradientTransformation, *, never_regrows: bool = False,
+                   reset_moments: bool = True, prefix: str = ""
+                   ) -> optax.GradientTransformationExtraArgs:
+    """Wrap ``tx`` so weights pruned by the masks in the compression state stay zero.
+
+    The generic half of pruning inside the engine: the pruner's state (masks, schedule)
+    is the train state's ``comp_state`` (see :func:`jaxcomp.prune.pruning_transform`),
+    and this wrapper reads the masks from it. Its ``update`` takes the extra arguments
+    ``comp_state`` (this step's, after the transform's update) and ``prev_comp_state``
+    (the step's input, for masks that may regrow), which
+    :func:`jaxcomp.train.train_step_fn` passes; the masking is :func:`masked_optimizer`'s.
+
+    Args:
+      tx: any optax optimizer or chain.
+      never_regrows: the masks only ever shrink (skips the "kept before and after" mask
+        and the moment reset, which cannot change such a run).
+      reset_moments: zero the inner state's per-weight leaves of pruned/regrown weights.
+      prefix: where the masked params sit in the optimized tree (``"student"``: a mask
+        ``Dense_0/kernel`` masks ``student/Dense_0/kernel``, as in
+        :func:`jaxcomp.distill.distiller`); a mask path not found is a ConfigError.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from jaxcomp.prune import magnitude
+        >>> t = magnitude(0.5)
+        >>> params = {"w": jnp.array([[1., -2.], [3., -4.]])}
+        >>> cs = t.update(params, t.init(params), step=0)          # masks in the comp state
+        >>> tx = masked_updates(optax.sgd(0.5))
+        >>> u, _ = tx.update({"w": jnp.ones((2, 2))}, tx.init(params), params,
+        ...                  comp_state=cs, prev_comp_state=t.init(params))
+        >>> optax.apply_updates(params, u)["w"].tolist()
+        [[0.0, 0.0], [2.5, -4.5]]
+    """
+    check_bool("masked_updates: never_regrows", never_regrows)
+    check_bool("masked_updates: reset_moments", reset_moments)
+    if not isinstance(prefix, str):
+        raise ConfigError(f"masked_updates: prefix got {prefix!r}; expected a str path")
+    lead = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    if isinstance(tx, Transform) or not (callable(getattr(tx, "init", None))
+                                         and callable(getattr(tx, "update", None))):
+        raise ConfigError(f"masked_updates: tx is a {type(tx).__name__}; expected an optax "
+                          "GradientTransformation (e.g. optax.adam(1e-3))")
+
+    def init(params):
+        return MaskedUpdatesState(tx.init(params))
+
+    def update(grads, state, params=None, *, comp_state=None, prev_comp_state=None, **extra):
+        _check_update("masked_updates", params, state, MaskedUpdatesState, ", comp_state=...")
+        new = _masks_in("comp_state", comp_state, params, lead)
+        old = None if never_regrows else _masks_in("prev_comp_state", prev_comp_state,
+                                                   params, lead)
+        inner_tx = optax.with_extra_args_support(tx)
+        u, inner = masked_update(inner_tx, grads, state.inner, params, new, old,
+                                 never_regrows=never_regrows, reset_moments=reset_moments,
+                                 **extra)
+        return u, MaskedUpdatesState(inner)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _check_update(what: str, params: Any, state: Any, cls: type, more: str) -> None:
+    if params is None:
+        raise ConfigError(f"{what}: update needs params (call "
+                          f"tx.update(grads, opt_state, params{more}))")
+    if not isinstance(state, cls):
+        raise ConfigError(f"{what}.update: got {guards.describe_state(state)} as opt_state; "
+                          f"expected the {cls.__name__} this optimizer's init made")
+
+
+def _masks_in(name: str, comp_state: Any, params: Any, lead: str
+              ) -> Mapping[str, jax.Array]:
+    found = None if comp_state is None else find_prune_state(comp_state)
+    if found is None:
+        raise ConfigError(f"masked_updates: {name} holds no pruning masks (got "
+                          f"{guards.describe_state(comp_state)}); train with the pruning "
+                          "transform as the compression transform (jaxcomp.prune."
+                          "pruning_transform) and pass comp_state=/prev_comp_state= to "
+                          "update, as jaxcomp.train.train_step_fn does")
+    masks = {lead + p: m for p, m in found["masks"].items()}
+    have = paths.path_dict(params)
+    missing = sorted(set(masks) - set(have))
+    if missing:
+        raise ConfigError(f"masked_updates: masks for {missing[:3]} name no parameter (with "
+                          f"prefix={lead.rstrip('/')!r}); the params have "
+                          f"{sorted(have)[:4]}... (a subtree's masks need prefix=, e.g. "
+                          "'student')")
+    return masks
+
+
+def masked_update(tx: optax.GradientTransformation, grads: Any, inner: Any, params: Any,
+                  new: Mapping[str, jax.Array], old: Mapping[str, jax.Array] | None, *,
+                  never_regrows: bool, reset_moments: bool = True,
+                  **extra_args: Any) -> tuple[Any, Any]:
+    """``tx``'s update with the masks applied: ``(updates, inner state)``.
+
+    A weight keeps its update only if ``old`` and ``new`` both keep it; every other
+    masked weight gets the update ``-w`` (exactly ``0.0`` afterwards). With
+    ``reset_moments`` and masks that may regrow, the inner state's per-weight leaves of
+    those weights are zeroed. Masks that never regrow use ``new`` alone (``old`` may be
+    ``None``): their pruned weights' updates are discarded for good. The one masking rule
+    of :func:`masked_optimizer` and :func:`masked_updates`.
+    """
+    # kept before and after the step; masks that only shrink make that the new mask
+    # (and the old masks need not outlive the branch, so XLA copies nothing)
+    both = new if never_regrows else {p: old[p] & new[p] for p in new}
+    u, inner = tx.update(grads, inner, params, **extra_args)
+    # keep a weight's update only if it is kept before and after; else send it to 0
+    u = jax.tree_util.tree_map_with_path(
+        lambda kp, upd, w: _keep_or_zero(both, paths.path_to_str(kp), upd, w), u, params)
+    if reset_moments and not never_regrows:
+        # zero the per-weight optimizer state of every weight not kept throughout; an
+        # elementwise select that fuses with the optimizer's own update (no branch)
+        inner = _reset(tx, inner, params, both)
+    return u, inner
 
 
 def _gate_open(prune_state, step):
@@ -149,11 +256,6 @@ def _keep_or_zero(both, p, upd, w):
     if p not in both:
         return upd
     return jnp.where(both[p], upd, -w).astype(upd.dtype)
-
-
-def _mask_tree(tree, masks):
-    return paths.map_with_path(
-        lambda p, x: jnp.where(masks[p], x, jnp.zeros((), x.dtype)) if p in masks else x, tree)
 
 
 def _reset(tx, inner, params, keep):
@@ -223,6 +325,8 @@ def find_prune_state(opt_state: Any) -> Any:
         return opt_state.prune
     if _is_restored_masked_state(opt_state):
         return opt_state["prune"]
+    if isinstance(opt_state, Mapping) and isinstance(opt_state.get("masks"), Mapping):
+        return opt_state  # a pruner's own state (a compression state holds it as is)
     if isinstance(opt_state, Mapping):
         children = opt_state.values()
     elif isinstance(opt_state, tuple | list):

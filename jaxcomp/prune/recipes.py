@@ -1,9 +1,10 @@
 """Training recipes for pruning studies: one compiled epoch serves every setting.
 
-:class:`PruneTrainer` trains a scan-able model (MLPs) with
-:func:`~jaxcomp.prune.masked_optimizer` around Adam whose learning rate and
-L2 weight decay are in the optimizer state (``optax.inject_hyperparams``),
-and whose pruner numbers (sparsity, schedule, gate) are in the pruner state.
+:class:`PruneTrainer` trains a scan-able model (MLPs) through the engine with
+the pruner as the compression transform (:func:`~jaxcomp.prune.pruning_transform`:
+its numbers — sparsity, schedule, gate — are in the compression state) and Adam,
+whose learning rate and L2 weight decay are in the optimizer state
+(``optax.inject_hyperparams``), wrapped by :func:`~jaxcomp.prune.masked_updates`.
 So dense training (sparsity 0), one-shot, gradual and iterative pruning, at
 any learning rate, all reuse the one compiled epoch — only the state differs.
 
@@ -38,8 +39,9 @@ from jaxcomp.engine.loop import epoch_order
 from jaxcomp.engine.programs import Programs
 from jaxcomp.flax.model import Model
 from jaxcomp.prune.masks import apply_masks
-from jaxcomp.prune.optax_wrapper import get_masks, masked_optimizer
+from jaxcomp.prune.optax_wrapper import get_masks
 from jaxcomp.prune.pruner import pruner
+from jaxcomp.prune.state_transform import pruning_optimizer, pruning_transform
 from jaxcomp.train.state import TrainState
 
 
@@ -63,8 +65,9 @@ class PruneTrainer:
         self.model, self.ds, self.batch_size = model, ds, batch_size
         self.score, self.allocation, self.where = score, allocation, where
         self.per_path, self.kind = per_path, schedule_kind
-        self.tx_template = self._tx(0.0, 1e-3, 0.0, 0, 0, 1)
-        self.programs = Programs(model, self.tx_template, batch_size=batch_size)
+        transform, tx = self._tx(0.0, 1e-3, 0.0, 0, 0, 1)
+        self.programs = Programs(model, tx, batch_size=batch_size, transform=transform)
+        self.eval_programs = Programs(model, tx, batch_size=batch_size)  # raw params
         self.data = {"x": jnp.asarray(ds.x_train), "y": jnp.asarray(ds.y_train)}
         self.steps_per_epoch = len(ds.x_train) // batch_size
 
@@ -81,7 +84,8 @@ class PruneTrainer:
         t = pruner(self.score, target, allocation=self.allocation, where=self.where,
                    gate=(begin, end if self.kind == "polynomial" else begin, every))
         inner = optax.inject_hyperparams(_adam_l2)(learning_rate=lr, weight_decay=wd)
-        return masked_optimizer(inner, t, seed=key_seed)
+        transform = pruning_transform(t, seed=key_seed)
+        return transform, pruning_optimizer(inner, transform)
 
     def init_params(self, seed: int) -> Any:
         """Fresh params from ``seed``."""
@@ -92,10 +96,10 @@ class PruneTrainer:
     def state(self, params: Any, *, sparsity: Any = 0.0, lr: float = 1e-3, wd: float = 0.0,
               begin: int = 0, end: int = 0, every: int = 1, seed: int = 0) -> TrainState:
         """A train state whose optimizer/pruner numbers are this run's (same structure)."""
-        tx = self._tx(sparsity, lr, wd, begin, end, every, key_seed=seed)
+        transform, tx = self._tx(sparsity, lr, wd, begin, end, every, key_seed=seed)
         params = jax.tree.map(jnp.copy, params)  # the epoch donates its input
-        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), (), {},
-                          jax.random.key(seed))
+        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params),
+                          transform.init(params), {}, jax.random.key(seed))
 
     def state_with_masks(self, params: Any, masks: dict[str, Any], *, lr: float = 1e-3,
                          wd: float = 0.0, seed: int = 0) -> TrainState:
@@ -104,14 +108,14 @@ class PruneTrainer:
         The params are zeroed where masked; the pruner's gate never opens.
         """
         state = self.state(params, sparsity=0.0, lr=lr, wd=wd, begin=-1, end=-1, seed=seed)
-        opt = state.opt_state
-        old = opt.prune["masks"]
+        cs = state.comp_state
+        old = cs["pruner"]["masks"]
         if set(old) != set(masks):
             raise ValueError(f"mask paths {sorted(masks)} differ from the trainer's {sorted(old)}")
         new = {p: jnp.array(masks[p], bool, copy=True) for p in old}  # the epoch donates
         zeroed = apply_masks(state.params, new)
-        return state._replace(params=zeroed,
-                              opt_state=opt._replace(prune={**opt.prune, "masks": new}))
+        return state._replace(params=zeroed, comp_state={
+            **cs, "pruner": {**cs["pruner"], "masks": new}})
 
     def train(self, state: TrainState, *, epochs: int, seed: int, first_epoch: int = 0
               ) -> TrainState:
@@ -127,16 +131,16 @@ class PruneTrainer:
         params = state_or_params.params if isinstance(state_or_params, TrainState) \
             else state_or_params
         state = TrainState(None, params, None, (), {}, None)
-        return evaluate_state(self.programs.eval, state, self.ds.x_test,
+        return evaluate_state(self.eval_programs.eval, state, self.ds.x_test,
                               self.ds.y_test)["accuracy"]
 
     @staticmethod
     def masks(state: TrainState) -> dict[str, jax.Array]:
-        return get_masks(state.opt_state)
+        return get_masks(state.comp_state)
 
     @staticmethod
     def sparsity(state: TrainState) -> float:
-        m = get_masks(state.opt_state)
+        m = get_masks(state.comp_state)
         return 1.0 - sum(int(v.sum()) for v in m.values()) / sum(int(v.size) for v in m.values())
 
 

@@ -25,6 +25,7 @@ from jaxcomp.sweep.grouping import (
     fingerprint,
     get_dotted,
     one_step_fingerprint,
+    plans_key,
     tree_signature,
     vector_keys,
 )
@@ -58,6 +59,9 @@ class GroupTraining:
                 return ctxs, states, "the model has a model state (e.g. BatchNorm)"
             ctxs.append(ctx)
             states.append(state)
+        statics = {plans_key(c) for c in ctxs}
+        if len(statics) > 1:
+            return ctxs, states, "the settings' plans have different static parts"
         sig = {tree_signature((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)}
         if len(sig) > 1:
             return ctxs, states, "settings build states of different structure"

@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from typing import Any
 
@@ -20,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from jaxcomp.experiment import families
+from jaxcomp.experiment.plan import static_part
 from jaxcomp.experiment.run import RunContext
 from jaxcomp.sweep.grid import config_hash
 
@@ -37,24 +37,21 @@ def vector_keys() -> set[str]:
     return out
 
 
-def _without(d: dict[str, Any], dotted: set[str]) -> dict[str, Any]:
-    d = copy.deepcopy(d)
-    for key in dotted:
-        *parents, last = key.split(".")
-        node = d
-        for p in parents:
-            node = node.get(p, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return d
-
-
 def group_key(cfg: ml_collections.ConfigDict, vkeys: set[str]) -> str:
-    """Settings with equal group keys can share one compiled program."""
+    """Settings with equal group keys can share one compiled program: the config without
+    the vector keys, i.e. the engine's static part and every family's default static
+    part (:func:`jaxcomp.experiment.plan.static_part`); :func:`plans_key` then compares
+    the static parts the plans declare."""
     keys = set(vkeys)
     if cfg.data.val_fraction:  # the validation split depends on the seed
         keys.discard("seed")
-    return config_hash(_without(cfg.to_dict(), keys))
+    return config_hash(static_part(cfg, sorted(keys)))
+
+
+def plans_key(ctx: RunContext) -> str:
+    """The static parts of a setting's plans (family by family): settings of one
+    vectorized program have equal plans keys."""
+    return config_hash([(p.family, p.static) for p in ctx.plans])
 
 
 def mesh_free(cfg: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """Jitted train and eval steps that take an optional compression transform.
 
 The forward pass sees ``transform.apply(params, comp_state)``; gradients flow
-to the raw params through it (straight-through where the transform says so);
-``transform.update`` runs inside the step after the optimizer update.
+to the raw params through it (straight-through where the transform says so).
+Then ``transform.update`` runs on the same params and their gradients (new masks,
+observers, ...), and the optimizer runs with the new compression state as the
+optax extra arguments ``comp_state`` and ``prev_comp_state`` (an optimizer that
+takes none ignores them; :func:`jaxcomp.prune.masked_updates` reads the masks).
 
 Example:
     >>> import jax, jax.numpy as jnp, optax
@@ -58,14 +61,30 @@ def train_step_fn(model: Model, tx: optax.GradientTransformation,
             return loss, (new_ms, aux)
 
         (loss, (new_ms, aux)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        comp_state = transform.update(params, state.comp_state, step=state.step, grads=grads,
-                                      key=jax.random.fold_in(rng, 1))
+        params, opt_state, comp_state = apply_step(tx, transform, state, grads,
+                                                   jax.random.fold_in(rng, 1))
         new = TrainState(state.step + 1, params, opt_state, comp_state, new_ms, state.key)
         return new, {"loss": loss, **aux}
 
     return step
+
+
+def apply_step(tx: optax.GradientTransformation, transform: Transform, state: TrainState,
+               grads: Any, key: jax.Array, *, part: str | None = None
+               ) -> tuple[Any, Any, Any]:
+    """One step's state changes after the gradients: ``(params, opt_state, comp_state)``.
+
+    The transform's ``update`` sees the params the gradients were taken at (with
+    ``part``, the subtree ``params[part]`` and its gradients: the student's, in
+    distillation); the optimizer then updates all params, given the new compression state
+    as the extra arguments ``comp_state`` and ``prev_comp_state``.
+    """
+    p, g = (state.params, grads) if part is None else (state.params[part], grads[part])
+    comp_state = transform.update(p, state.comp_state, step=state.step, grads=g, key=key)
+    updates, opt_state = optax.with_extra_args_support(tx).update(
+        grads, state.opt_state, state.params, comp_state=comp_state,
+        prev_comp_state=state.comp_state)
+    return optax.apply_updates(state.params, updates), opt_state, comp_state
 
 
 def make_train_step(model: Model, tx: optax.GradientTransformation,

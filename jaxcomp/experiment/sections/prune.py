@@ -15,8 +15,9 @@ import ml_collections
 
 from jaxcomp.core.errors import ConfigError, check_choice, check_range
 
-#: Config keys that only change arrays in the pruner state (safe to vmap over).
-VECTOR_KEYS: tuple[str, ...] = ("sparsity",)
+#: Config keys that only change arrays in the pruner's state, the run's compression state
+#: (safe to vmap over): the target sparsity and the seed of the pruner's key.
+VECTOR_KEYS: tuple[str, ...] = ("sparsity", "seed")
 #: The scores registered by ``jaxcomp.prune.scores`` itself (a test keeps them equal).
 BUILTIN_SCORES = ("magnitude", "random", "snip", "taylor", "movement")
 DYNAMIC = ("set", "rigl")

@@ -1,0 +1,171 @@
+"""Pruning inside the engine: the pruner's state as the compression state, the generic
+``masked_updates`` wrapper reading it. Same numbers as ``masked_optimizer`` (bitwise),
+jit and not, linen and NNX, distillation's student subtree, checkpoints, bad input."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxcomp.distill as kd
+from jaxcomp.core import paths, schedules
+from jaxcomp.core.errors import ConfigError
+from jaxcomp.data import synthetic
+from jaxcomp.models import get_model
+from jaxcomp.prune import (
+    dst,
+    get_masks,
+    magnitude,
+    masked_optimizer,
+    masked_updates,
+    pruner,
+    pruning_optimizer,
+    pruning_transform,
+)
+from jaxcomp.train import create_state, fit, train_step_fn
+from tests.test_prune_optax import assert_masks_survive_checkpoint
+
+D, K = 6, 3
+X = jnp.asarray(np.random.default_rng(0).normal(size=(32, D)), jnp.float32)
+Y = jnp.asarray(np.arange(32) % K, jnp.int32)
+
+
+def _pruners():
+    sched = schedules.polynomial(0.0, 0.75, begin=1, end=7, frequency=2)
+    return {"magnitude": lambda: pruner("magnitude", sched),
+            "snip": lambda: pruner("snip", schedules.one_shot(0.6, at=2), gate=(2, 2, 1)),
+            "movement": lambda: pruner("movement", sched),
+            "random": lambda: pruner("random", sched),
+            "rigl": lambda: dst.rigl(0.5, drop_fraction=0.5, every=2, end=9),
+            "set": lambda: dst.set_(0.5, drop_fraction=0.5, every=2, end=9)}
+
+
+def _train(model, tx, transform, steps, use_jit, params):
+    step = train_step_fn(model, tx, transform)
+    step = jax.jit(step) if use_jit else step
+    state = create_state(jax.tree.map(jnp.copy, params), {}, tx, key=jax.random.key(3),
+                         transform=transform)
+    for i in range(steps):
+        sl = slice(8 * (i % 4), 8 * (i % 4) + 8)
+        state, _ = step(state, {"x": X[sl], "y": Y[sl]})
+    return state
+
+
+@pytest.mark.parametrize("use_jit", [True, False])
+@pytest.mark.parametrize("name", list(_pruners()))
+def test_same_numbers_as_masked_optimizer(name, use_jit):
+    model = get_model("mlp", input_shape=(D,), num_classes=K, features=(16,))
+    params, _ = model.init(jax.random.key(0), X[:1])
+    make = _pruners()[name]
+    ref_tx = masked_optimizer(optax.adam(0.05), make(), seed=4)
+    ref = _train(model, ref_tx, None, 10, use_jit, params)
+    t = pruning_transform(make(), seed=4)
+    new = _train(model, pruning_optimizer(optax.adam(0.05), t), t, 10, use_jit, params)
+    for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(new.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    ref_m, new_m = get_masks(ref.opt_state), get_masks(new.comp_state)
+    assert set(ref_m) == set(new_m) and any((~np.asarray(m)).any() for m in new_m.values())
+    for p, m in new_m.items():
+        np.testing.assert_array_equal(np.asarray(m), np.asarray(ref_m[p]))
+        w = np.asarray(new.params[p.split("/")[0]]["kernel"])
+        assert np.all(w[~np.asarray(m)] == 0.0)  # exactly zero where pruned
+
+
+@pytest.mark.parametrize("use_jit", [True, False])
+def test_apply_zeroes_pruned_with_a_dense_gradient(use_jit):
+    w = jnp.asarray(np.random.default_rng(1).normal(size=(4, 5)), jnp.float32)
+    t = pruning_transform(magnitude(0.4))
+    state = t.update({"w": w}, t.init({"w": w}), step=0)
+    mask = np.asarray(state["pruner"]["masks"]["w"])
+    c = jnp.arange(20.0).reshape(4, 5)
+
+    def f(p):
+        return jnp.sum(t.apply(p, state)["w"] * c)
+
+    fn = jax.jit(jax.value_and_grad(f)) if use_jit else jax.value_and_grad(f)
+    val, g = fn({"w": w})
+    ref = np.where(mask, np.asarray(w), 0.0)
+    np.testing.assert_array_equal(np.asarray(t.apply({"w": w}, state)["w"]), ref)
+    np.testing.assert_allclose(float(val), float((ref * np.asarray(c)).sum()), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(g["w"]), np.asarray(c))  # not masked
+    assert (~mask).sum() == 8
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx"])
+def test_fit_linen_and_nnx_masks_in_comp_state_and_checkpoint(kind, tmp_path):
+    ds = synthetic(num_train=256, num_test=64)
+    name = "mlp" if kind == "linen" else "nnx_mlp"
+    model = get_model(name, input_shape=ds.input_shape, num_classes=4, features=(16,))
+    sched = schedules.polynomial(0.0, 0.75, begin=0, end=8, frequency=4)
+    t = pruning_transform(pruner("magnitude", sched, allocation="global"))
+    res = fit(model, ds, pruning_optimizer(optax.adam(1e-2), t), epochs=2, batch_size=32,
+              seed=0, transform=t, progress=False)
+    masks = get_masks(res.state.comp_state)
+    total = sum(int(m.size) for m in masks.values())
+    assert sum(int((~m).sum()) for m in masks.values()) == round(0.75 * total)
+    by_path = paths.path_dict(res.state.params)
+    for p, m in masks.items():
+        assert np.all(np.asarray(by_path[p])[~np.asarray(m)] == 0.0)
+    assert_masks_survive_checkpoint(res.state, masks, "comp_state", tmp_path)
+
+
+def test_distiller_prunes_the_student_subtree():
+    s = get_model("mlp", input_shape=(D,), num_classes=K, features=(8, 5))
+    teacher = get_model("mlp", input_shape=(D,), num_classes=K, features=(16, 5))
+    tv = teacher.init(jax.random.key(1), X[:1])
+    t = pruning_transform(magnitude(0.5))
+    tx = pruning_optimizer(optax.adam(1e-2), t, prefix="student")
+    d = kd.distiller(s, teacher, tx, method="kd", transform=t,
+                     features=[kd.FeatureTerm("Dense_0", "Dense_0", "hint")])
+    state = d.init(jax.random.key(0), X[:1], tv)
+    for _ in range(3):
+        state, _ = d.step(state, {"x": X[:8], "y": Y[:8], "loss_state": d.loss_state()}, tv)
+    masks = get_masks(state.comp_state)
+    assert set(masks) == {"Dense_0/kernel", "Dense_1/kernel", "Dense_2/kernel"}
+    for p, m in masks.items():
+        w = np.asarray(state.params["student"][p.split("/")[0]]["kernel"])
+        assert abs((~np.asarray(m)).sum() - w.size / 2) <= 0.5
+        assert np.all(w[~np.asarray(m)] == 0.0)
+    assert np.all(np.asarray(state.params["proj"]["hint_0"]["kernel"]) != 0.0)
+    bad = pruning_optimizer(optax.adam(1e-2), t)  # no prefix: the masks name no param
+    d2 = kd.distiller(s, teacher, bad, method="kd", transform=t)
+    st2 = d2.init(jax.random.key(0), X[:1], tv)
+    with pytest.raises(ConfigError, match=r"masked_updates: masks for .*Dense_0/kernel.*"
+                                          r"name no parameter.*prefix"):
+        d2.step(st2, {"x": X[:8], "y": Y[:8], "loss_state": d2.loss_state()}, tv)
+
+
+def test_bad_input_is_a_clear_error():
+    params = {"w": jnp.ones((2, 2))}
+    tx = masked_updates(optax.sgd(0.1))
+    st = tx.init(params)
+    with pytest.raises(ConfigError, match="comp_state holds no pruning masks.*pruning_transform"):
+        tx.update(params, st, params, comp_state={"quant": {"bits": 8}})
+    with pytest.raises(ConfigError, match="comp_state holds no pruning masks"):
+        tx.update(params, st, params)
+    with pytest.raises(ConfigError, match="update needs params"):
+        tx.update(params, st)
+    with pytest.raises(ConfigError, match="expected the MaskedUpdatesState"):
+        tx.update(params, optax.sgd(0.1).init(params), params, comp_state={})
+    with pytest.raises(ConfigError, match="masked_updates: tx is a ShrinkingPruner; expected"):
+        masked_updates(magnitude(0.5))
+    with pytest.raises(ConfigError, match=r"never_regrows: got 'yes'; expected a bool"):
+        masked_updates(optax.sgd(0.1), never_regrows="yes")
+    with pytest.raises(ConfigError, match=r"prefix got 3; expected a str"):
+        masked_updates(optax.sgd(0.1), prefix=3)
+    with pytest.raises(ConfigError, match="pruning_transform: pruner is a GradientTransformation"):
+        pruning_transform(optax.sgd(0.1))
+    with pytest.raises(ConfigError, match=r"pruning_transform: seed got 1.5; expected an int"):
+        pruning_transform(magnitude(0.5), seed=1.5)
+    with pytest.raises(ConfigError, match="pruning_optimizer: transform is a ShrinkingPruner"):
+        pruning_optimizer(optax.sgd(0.1), magnitude(0.5))
+    t = pruning_transform(magnitude(0.5))
+    with pytest.raises(ConfigError, match=r"pruning_transform.apply: got .* as state"):
+        t.apply(params, magnitude(0.5).init(params))
+    with pytest.raises(ConfigError, match=r"pruning_transform.update: got .* as state"):
+        t.update(params, (), step=0)
+    assert pruning_transform(magnitude(0.5)).never_regrows
+    assert not pruning_transform(dst.rigl(0.5)).never_regrows
