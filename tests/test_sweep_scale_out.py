@@ -22,9 +22,9 @@ from jaxcomp.distributed.launch import _kill, device_env, free_port, launch_loca
 from tests.tiny_configs import tiny_config_source
 
 TIMEOUT = 300  # a bound, not an expectation: each group takes seconds on an idle machine
-# meant to run this module on one worker (test.sh: --dist loadgroup) with its costly fixture
-# (eight multi-process sweeps) built once per worker session; CI still shows it built on
-# both workers (about 320 s each), so the grouping does not yet take effect
+# runs this module on one worker (test.sh: --dist loadgroup), so its costly fixture (eight
+# multi-process sweeps) is built once; tests/conftest.py makes the group take effect under
+# pytest >= 9.2, where xdist's own node-id suffix is lost (CI built it on both workers)
 pytestmark = pytest.mark.xdist_group("scale_out")
 
 CLI = [sys.executable, "-m", "jaxcomp.cli", "sweep"]
