@@ -1,7 +1,8 @@
-"""Run the paper tables' quick mode the way CI's users do: ``jaxcomp reproduce all --quick``.
+"""Run the paper tables' quick mode the way CI's users do: ``jaxcomp reproduce T<n> --quick``
+(or ``all``).
 
 Example:
-    >>> callable(reproduce_all_quick)
+    >>> callable(reproduce_quick)
     True
 """
 
@@ -16,11 +17,13 @@ from types import ModuleType
 from jaxcomp.experiment.paper_table import Claim, TableResult, load_table, write_results
 
 
-def reproduce_all_quick(out_dir: pathlib.Path, monkeypatch) -> dict[str, TableResult]:
-    """``jaxcomp reproduce all --quick --out <out_dir>`` in-process.
+def reproduce_quick(table: str, out_dir: pathlib.Path, monkeypatch) -> dict[str, TableResult]:
+    """``jaxcomp reproduce <table> --quick --out <out_dir>`` in-process (``table``: ``T<n>``
+    or ``all``).
 
-    Asserts the command exits 0 and wrote every ``T<n>_quick.md``/``.json`` (each JSON's
-    claims match its result) and the index; returns ``{table: TableResult}`` as written.
+    Asserts the command exits 0 and wrote every ``T<n>_quick.md``/``.json`` it ran (each
+    JSON's claims match its result) and the index; returns ``{table: TableResult}`` as
+    written.
     """
     from jaxcomp.cli import main
     from jaxcomp.commands import reproduce
@@ -33,15 +36,15 @@ def reproduce_all_quick(out_dir: pathlib.Path, monkeypatch) -> dict[str, TableRe
         return real(result, *args, **kwargs)
 
     monkeypatch.setattr(reproduce, "write_results", recording)
-    assert main(["reproduce", "all", "--quick", "--out", str(out_dir)]) == 0
+    assert main(["reproduce", table, "--quick", "--out", str(out_dir)]) == 0
     index = (out_dir / "README.md").read_text()
-    for table, result in seen.items():
+    for name, result in seen.items():
         assert result.quick
-        data = json.loads((out_dir / f"{table}_quick.json").read_text())
+        data = json.loads((out_dir / f"{name}_quick.json").read_text())
         assert [c["id"] for c in data["claims"]] == [c.id for c in result.claims]
-        assert data["quick"] is True and data["command"] == f"jaxcomp reproduce {table} --quick"
-        assert (out_dir / f"{table}_quick.md").read_text().startswith(f"# {table}")
-        assert f"[{table}]({table}_quick.md)" in index
+        assert data["quick"] is True and data["command"] == f"jaxcomp reproduce {name} --quick"
+        assert (out_dir / f"{name}_quick.md").read_text().startswith(f"# {name}")
+        assert f"[{name}]({name}_quick.md)" in index
     return seen
 
 

@@ -20,6 +20,9 @@ from jaxcomp.distributed.launch import free_port, launch_local, run_local
 WORKER = [sys.executable, "-m", "jaxcomp.distributed.worker"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 240  # a bound, not an expectation: the jobs take seconds on an idle machine
+# one worker runs this module (test.sh: --dist loadgroup), so the module fixture below (its
+# subprocess groups, about 100 s on CI's 2 cores) is built once, not on each worker
+pytestmark = pytest.mark.xdist_group("distributed_multi")
 
 EIGHT_DEVICE_SCRIPT = r"""
 import json, optax

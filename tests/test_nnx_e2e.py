@@ -18,6 +18,10 @@ from jaxcomp.prune.surgery import masked_params, rebuild, shrink
 from jaxcomp.train import fit, init_state
 from tests.resnet_twins import CLASSES, SHAPE, make_twins
 
+# one worker runs this module (test.sh: --dist loadgroup): its module fixtures (every family
+# on both twins, about 30-50 s) are built once, not on each worker
+pytestmark = pytest.mark.xdist_group("nnx_e2e")
+
 FAMILIES = ["linen", "nnx"]
 
 

@@ -15,6 +15,10 @@ from jaxcomp.flax.modules import batch_stats, pure_params
 from jaxcomp.quant.ptq import layer_rules
 from tests.resnet_twins import CLASSES, SHAPE, make_twins
 
+# one worker runs this module (test.sh: --dist loadgroup): its module fixtures (the twins,
+# about 20 s, and their PTQ, about 10 s) are built once, not on each worker
+pytestmark = pytest.mark.xdist_group("nnx_parity")
+
 LAYERS = ["stem_conv", "block0/conv1", "block0/conv2", "block1/conv1", "block1/conv2",
           "block1/proj_conv", "head"]
 PAIRS = {"stem_conv": "stem_bn", "block0/conv1": "block0/bn1", "block0/conv2": "block0/bn2",

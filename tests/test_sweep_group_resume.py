@@ -25,6 +25,10 @@ from jaxcomp.sweep.group_checkpoint import GROUPS
 from jaxcomp.sweep.runner import SweepRunner
 from jaxcomp.sweep.store import ResultStore
 
+# one worker runs this module (test.sh: --dist loadgroup): its module fixtures (the straight
+# and the once-interrupted sweeps, about 15 and 10 s) are built once, not on each worker
+pytestmark = pytest.mark.xdist_group("sweep_group_resume")
+
 EPOCHS = 4
 SPEC = {"prune.sparsity": [0.5, 0.9], "seed": [0, 1]}
 TIMING = ("train_seconds", "total_seconds")

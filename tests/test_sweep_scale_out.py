@@ -22,9 +22,9 @@ from jaxcomp.distributed.launch import _kill, device_env, free_port, launch_loca
 from tests.tiny_configs import tiny_config_source
 
 TIMEOUT = 300  # a bound, not an expectation: each group takes seconds on an idle machine
-# meant to run this module on one worker (test.sh: --dist loadgroup) with its costly fixture
-# (eight multi-process sweeps) built once per worker session; CI still shows it built on
-# both workers (about 320 s each), so the grouping does not yet take effect
+# runs this module on one worker (test.sh: --dist loadgroup), so its costly fixture (eight
+# multi-process sweeps) is built once; tests/conftest.py makes the group take effect under
+# pytest >= 9.2, where xdist's own node-id suffix is lost (CI built it on both workers)
 pytestmark = pytest.mark.xdist_group("scale_out")
 
 CLI = [sys.executable, "-m", "jaxcomp.cli", "sweep"]
@@ -133,13 +133,26 @@ def _kill_mid_sweep(cfg, out):
         _kill(procs)
 
 
+def _kill_then_rerun(cfg, out, cwd):
+    """:func:`_kill_mid_sweep`, then the same command again on 2 processes (``"resumed"``);
+    one job, so the rerun overlaps the fixture's other groups."""
+    killed = _kill_mid_sweep(cfg, out)
+    killed["resumed"] = launch_local([*CLI, cfg, "--out", out, *MESH], num_processes=2,
+                                     devices_per_process=4, timeout_s=TIMEOUT, cwd=cwd)
+    return killed
+
+
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("scale_sweep")
     cfg = d / "cfg.py"
     cfg.write_text(config_source(1))
-    long_cfg = d / "long.py"  # the one-by-one run lasts long enough to be killed in
-    long_cfg.write_text(config_source(400))
+    # the one-by-one run lasts long enough to be killed in: the kill comes within about
+    # 50 ms of the fourth record, and 40 epochs (320 data-parallel steps, about 10 s on 2
+    # busy cores) leave a wide margin: with 4 and with 1 epoch it still came in time (one
+    # try each). The rerun trains all of it, so the 400 epochs used before cost about 100 s.
+    long_cfg = d / "long.py"
+    long_cfg.write_text(config_source(40))
     cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     jobs = {
         "dev8": lambda: run_local([*CLI, str(cfg), "--out", str(d / "dev8"), *MESH],
@@ -149,7 +162,7 @@ def runs(tmp_path_factory):
                                       timeout_s=TIMEOUT, cwd=cwd),
         "dev8_script": lambda: run_local([sys.executable, "-c", EIGHT_DEVICES, str(cfg), str(d)],
                                  num_devices=8, timeout_s=TIMEOUT, cwd=cwd),
-        "killed": lambda: _kill_mid_sweep(str(long_cfg), str(d / "killed")),
+        "killed": lambda: _kill_then_rerun(str(long_cfg), str(d / "killed"), cwd),
         "mismatch": lambda: _mismatched_meshes(str(cfg), str(d / "mismatch")),
     }
     with ThreadPoolExecutor(len(jobs)) as pool:
@@ -161,9 +174,7 @@ def runs(tmp_path_factory):
         ref = SweepRunner(load_config(str(cfg)), load_sweep(str(cfg)), str(d / "ref"),
                           progress=False).run()
         out = {k: f.result() for k, f in futures.items()}
-    out["resumed"] = launch_local([*CLI, str(long_cfg), "--out", str(d / "killed"), *MESH],
-                                  num_processes=2, devices_per_process=4, timeout_s=TIMEOUT,
-                                  cwd=cwd)
+    out["resumed"] = out["killed"].pop("resumed")
     out.update(dir=d, ref_summary=ref)
     return out
 

@@ -1,0 +1,43 @@
+"""Test-session plumbing only (no fixtures): make ``--dist loadgroup`` (test.sh) honour
+``pytest.mark.xdist_group`` under pytest >= 9.2.
+
+pytest-xdist (3.8.0, the newest) groups tests by appending ``@<group>`` to each marked
+item's node id in its workers, by assigning ``item._nodeid``. pytest 9.2 keeps node ids in
+``item._id`` (a structured ``NodeId``) and no longer reads ``_nodeid``, so the suffix never
+reaches the scheduler: every marked test was scheduled on its own and a module's costly
+fixture was built on both workers (pytest-dev/pytest-xdist#1386, unfixed upstream). The
+hook below adds the same suffix the same way where xdist's did not take, and stops the run
+if it could not, so the grouping cannot silently lapse again.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _group(item: pytest.Item) -> str | None:
+    """The suffix xdist would add: its group names, sorted and joined by ``_``."""
+    names = {str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+             for m in item.iter_markers("xdist_group")}
+    return "_".join(sorted(names)) if names else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not getattr(config.option, "loadgroup", False):  # set in xdist workers only
+        return
+    for item in items:
+        group = _group(item)
+        if group is None:
+            continue
+        want = f"{item.nodeid}@{group}"
+        if item.nodeid.endswith(f"@{group}"):
+            continue  # xdist's own suffix took effect (pytest < 9.2, or a fixed xdist)
+        if hasattr(item, "_id"):  # pytest >= 9.2: a NodeId; parse keeps the exact string
+            item._id = type(item._id).parse(want)
+        else:
+            item._nodeid = want
+        if item.nodeid != want:
+            raise pytest.UsageError(
+                f"cannot add the xdist group to {item.nodeid!r}: with --dist loadgroup its "
+                f"tests would be spread over the workers (see tests/conftest.py)")
