@@ -25,7 +25,7 @@ from jaxcomp.prune import (
     pruning_optimizer,
     pruning_transform,
 )
-from jaxcomp.train import create_state, fit, train_step_fn
+from jaxcomp.train import create_state, fit, make_train_step, train_step_fn
 from tests.test_prune_optax import assert_masks_survive_checkpoint
 
 D, K = 6, 3
@@ -169,3 +169,25 @@ def test_bad_input_is_a_clear_error():
         t.update(params, (), step=0)
     assert pruning_transform(magnitude(0.5)).never_regrows
     assert not pruning_transform(dst.rigl(0.5)).never_regrows
+
+
+def test_one_transform_trains_twice_with_donating_steps():
+    """init gives fresh buffers: a first run's donated state does not delete the second
+    run's (the lottery pattern reuses one transform for every round)."""
+    model = get_model("mlp", input_shape=(D,), num_classes=K, features=(16,))
+    params, _ = model.init(jax.random.key(0), X[:1])
+    t = pruning_transform(pruner("random", 0.5), seed=2)
+    tx = pruning_optimizer(optax.adam(0.05), t)
+    step = make_train_step(model, tx, t)  # donates its input state
+
+    def run():
+        state = create_state(jax.tree.map(jnp.copy, params), {}, tx, key=jax.random.key(3),
+                             transform=t)
+        for i in range(3):
+            state, _ = step(state, {"x": X[8 * i:8 * i + 8], "y": Y[8 * i:8 * i + 8]})
+        return state
+
+    a = run()
+    b = run()  # a key shared between inits would be deleted by now
+    for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))

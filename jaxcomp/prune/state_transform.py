@@ -87,7 +87,7 @@ def pruning_transform(pruner: Transform, *, seed: int = 0) -> PruningTransform:
     _check_pruner("pruning_transform", pruner)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ConfigError(f"pruning_transform: seed got {seed!r}; expected an int")
-    key0 = jax.random.key_data(jax.random.key(int(seed)))
+    seed = int(seed)
 
     def init(params):
         ps = pruner.init(params)
@@ -96,7 +96,10 @@ def pruning_transform(pruner: Transform, *, seed: int = 0) -> PruningTransform:
                               f"{guards.describe_state(ps)}, which has no masks; expected a "
                               "pruning transform (jaxcomp.prune.magnitude(...), pruner, rigl, "
                               "set_, channel_pruner)")
-        return {"pruner": ps, "key": key0}
+        # fresh buffers per init: a train step donates its state, so arrays shared between
+        # inits (the key, a pruner's precomputed gate) would be deleted by the first run
+        return {"pruner": jax.tree.map(jnp.copy, ps),
+                "key": jax.random.key_data(jax.random.key(seed))}
 
     def check(what, state):
         if not (isinstance(state, dict) and set(state) == {"pruner", "key"}):
