@@ -836,3 +836,36 @@ def test_checked_kd_loss_refuses_traced_temperature(t, rx):
         loss(L, L * 2, Y, jnp.float32(t), 0.5)
     with pytest.raises(CheckedValueError, match=r"distill\.alpha: got 1\.5"):
         loss(L, L * 2, Y, 3.0, jnp.float32(1.5))
+
+
+def _effects(fn, *args) -> set:
+    return set(jax.make_jaxpr(fn)(*args).effects)
+
+
+def test_nothing_is_planted_outside_checked():
+    """A planted check is an effect: it takes a jitted function off JAX's fast dispatch
+    path, so an ordinary trace must carry none (and `checked` must still plant them)."""
+    t = _prune().magnitude(0.5)
+    state = t.init(P)
+    wq = _quant().weight_quant(8)
+    qstate = wq.init(P)
+    cases = [(lambda p, s: t.update(p, s, step=0), (P, state)),
+             (wq.apply, (P, qstate)),
+             (_distill().kd_loss, (L, L * 2, Y, jnp.float32(3.0), jnp.float32(0.5)))]
+    from jaxcomp.core.checked import _PLANTING
+
+    for fn, args in cases:
+        assert _effects(fn, *args) == set()
+        with _PLANTING(True):
+            assert _effects(fn, *args), fn
+
+
+def test_checked_retraces_a_function_jitted_and_run_before():
+    from jaxcomp.core import CheckedValueError, checked
+
+    loss = jax.jit(_distill().kd_loss)
+    bad = (L, L * 2, Y, jnp.float32(-1.0), jnp.float32(0.5))
+    loss(*bad).block_until_ready()  # traced, compiled and cached without checks
+    with pytest.raises(CheckedValueError, match=r"distill\.temperature: got -1\.0"):
+        checked(loss)(*bad)
+    loss(*bad)  # and the unchecked call stays unchecked

@@ -58,6 +58,21 @@ def test_schedules_built_directly_refuse_end_before_begin(make):
         make()
 
 
+def test_unflattening_a_schedule_checks_nothing():
+    """JAX rebuilds a state's schedule from a jitted step's outputs after every step: a
+    check there would read them back to the host and wait for the step to finish."""
+    s = S.polynomial(0.0, 0.9, begin=0, end=100)
+    leaves, tree = jax.tree.flatten(s)
+    back = jax.tree.unflatten(tree, [object()] * len(leaves))  # placeholders, unchecked
+    assert type(back) is S.Polynomial and back.end is not s.end
+    swapped = jax.tree.unflatten(tree, [0.0, 0.9, 100, 10, 3.0, 1])  # end < begin
+    assert (swapped.begin, swapped.end) == (100, 10)
+    with pytest.raises(ConfigError, match="end=10 comes before begin=100"):
+        S.Polynomial(*jax.tree.leaves(swapped))
+    paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(s)[0]]
+    assert paths == [".init", ".final", ".begin", ".end", ".power", ".frequency"]
+
+
 @pytest.mark.parametrize("use_jit", [True, False])
 def test_gate_opens_every_k_steps_between_begin_and_end(use_jit):
     g = S.gate(3, 11, 4)

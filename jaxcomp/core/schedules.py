@@ -24,9 +24,29 @@ Numeric = Any
 
 
 def _schedule(cls):
+    """A frozen dataclass whose fields are all pytree leaves.
+
+    Unflattening builds the object without ``__init__``, so its checks (``__post_init__``)
+    run when a user makes a schedule, never when JAX rebuilds one from arrays: that
+    happens after every jitted step whose state holds a schedule, and a check there
+    would read the step's outputs back to the host and wait for them.
+    """
     cls = dataclasses.dataclass(frozen=True)(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
+    names = tuple(f.name for f in dataclasses.fields(cls))
+
+    def flatten_with_keys(s):
+        return [(jax.tree_util.GetAttrKey(n), getattr(s, n)) for n in names], None
+
+    def unflatten(_, leaves):
+        obj = object.__new__(cls)
+        for n, v in zip(names, leaves, strict=True):
+            object.__setattr__(obj, n, v)
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(
+        cls, flatten_with_keys, unflatten,
+        flatten_func=lambda s: ([getattr(s, n) for n in names], None))
+    return cls
 
 
 def _progress(step, begin, end):
