@@ -5,11 +5,11 @@ jaxcomp checks every concrete number at the entry point. A number that is *trace
 widths, a temperature from a ``loss_state``) cannot be checked in Python. For those,
 the library plants ``jax.experimental.checkify.debug_check`` assertions, but only while
 :func:`checked` runs the function: a planted check is an effect, and a jitted function
-with one leaves JAX's fast C++ dispatch path (about 0.1 ms more per call, and a
-device-to-host wait on CPU), so an ordinary run traces none. The switch is a
-``jax.make_user_context``, part of every ``jit`` cache key, so a function jitted and
-run before is traced again, with its checks, under :func:`checked`. A failed check raises :class:`CheckedValueError` (a :class:`ConfigError`)
-naming the parameter, the value and the allowed range.
+with one leaves JAX's fast C++ dispatch path (about 0.1 ms more per call), so an
+ordinary run traces none. The switch is a ``jax.make_user_context``, part of every
+``jit`` cache key, so a function jitted and run before is traced again, with its
+checks, under :func:`checked`. A failed check raises :class:`CheckedValueError` (a
+:class:`ConfigError`) naming the parameter, the value and the allowed range.
 
 Covered today: the pruner's sparsity target (per update step) and its weights
 (finite), weight/fake-quant ``bits``, and ``temperature``/``alpha`` of the

@@ -77,16 +77,9 @@ def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
     Returns:
       An ``optax.GradientTransformation`` whose ``update`` requires ``params``.
     """
-
-    if isinstance(tx, Transform) or not (callable(getattr(tx, "init", None))
-                                         and callable(getattr(tx, "update", None))):
-        raise ConfigError(f"masked_optimizer: tx is a {type(tx).__name__}; expected an optax "
-                          "GradientTransformation (e.g. optax.adam(1e-3))")
-    if not all(callable(getattr(pruner, f, None)) for f in ("init", "apply", "update")):
-        raise ConfigError(f"masked_optimizer: pruner is a {type(pruner).__name__}; expected a "
-                          "jaxcomp pruning Transform (jaxcomp.prune.magnitude(...), rigl, ...)")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ConfigError(f"masked_optimizer: seed got {seed!r}; expected an int")
+    check_optax("masked_optimizer", tx)
+    check_pruner("masked_optimizer", pruner)
+    seed = check_seed("masked_optimizer", seed)
 
     def init(params):
         ps = pruner.init(params)
@@ -169,26 +162,45 @@ def masked_updates(tx: optax.GradientTransformation, *, never_regrows: bool = Fa
     if not isinstance(prefix, str):
         raise ConfigError(f"masked_updates: prefix got {prefix!r}; expected a str path")
     lead = prefix.strip("/") + "/" if prefix.strip("/") else ""
-    if isinstance(tx, Transform) or not (callable(getattr(tx, "init", None))
-                                         and callable(getattr(tx, "update", None))):
-        raise ConfigError(f"masked_updates: tx is a {type(tx).__name__}; expected an optax "
-                          "GradientTransformation (e.g. optax.adam(1e-3))")
+    check_optax("masked_updates", tx)
+    inner_tx = optax.with_extra_args_support(tx)
 
     def init(params):
-        return MaskedUpdatesState(tx.init(params))
+        return MaskedUpdatesState(inner_tx.init(params))
 
     def update(grads, state, params=None, *, comp_state=None, prev_comp_state=None, **extra):
         _check_update("masked_updates", params, state, MaskedUpdatesState, ", comp_state=...")
         new = _masks_in("comp_state", comp_state, params, lead)
         old = None if never_regrows else _masks_in("prev_comp_state", prev_comp_state,
                                                    params, lead)
-        inner_tx = optax.with_extra_args_support(tx)
         u, inner = masked_update(inner_tx, grads, state.inner, params, new, old,
                                  never_regrows=never_regrows, reset_moments=reset_moments,
                                  **extra)
         return u, MaskedUpdatesState(inner)
 
     return optax.GradientTransformationExtraArgs(init, update)
+
+
+def check_optax(what: str, tx: Any) -> None:
+    """ConfigError unless ``tx`` is an optax transformation (and not a jaxcomp Transform)."""
+    if isinstance(tx, Transform) or not (callable(getattr(tx, "init", None))
+                                         and callable(getattr(tx, "update", None))):
+        raise ConfigError(f"{what}: tx is a {type(tx).__name__}; expected an optax "
+                          "GradientTransformation (e.g. optax.adam(1e-3))")
+
+
+def check_pruner(what: str, pruner: Any) -> None:
+    """ConfigError unless ``pruner`` has a Transform's ``init``/``apply``/``update``."""
+    if not all(callable(getattr(pruner, f, None)) for f in ("init", "apply", "update")):
+        raise ConfigError(f"{what}: pruner is a {type(pruner).__name__}; expected a jaxcomp "
+                          "pruning Transform (jaxcomp.prune.magnitude(...), pruner, rigl, ...)")
+
+
+def check_seed(what: str, seed: Any) -> int:
+    """``seed`` as an int; ConfigError for anything else (a bool included)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ConfigError(f"{what}: seed got {seed!r}; expected an int")
+    return int(seed)
 
 
 def _check_update(what: str, params: Any, state: Any, cls: type, more: str) -> None:

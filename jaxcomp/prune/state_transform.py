@@ -36,24 +36,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import lax
 
 from jaxcomp.core import guards, paths
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
-from jaxcomp.prune.optax_wrapper import _gate_open, masked_updates
-
-
-def _check_pruner(what: str, pruner: Any) -> None:
-    if not all(callable(getattr(pruner, f, None)) for f in ("init", "apply", "update")):
-        raise ConfigError(f"{what}: pruner is a {type(pruner).__name__}; expected a jaxcomp "
-                          "pruning Transform (jaxcomp.prune.magnitude(...), pruner, rigl, ...)")
+from jaxcomp.prune.optax_wrapper import _gate_open, check_pruner, check_seed, masked_updates
 
 
 class PruningTransform(Transform):
@@ -84,10 +75,8 @@ def pruning_transform(pruner: Transform, *, seed: int = 0) -> PruningTransform:
       ``apply`` zeroes pruned weights with a straight-through (dense) gradient. Train it
       with :func:`pruning_optimizer` (or :func:`~jaxcomp.prune.masked_updates`).
     """
-    _check_pruner("pruning_transform", pruner)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ConfigError(f"pruning_transform: seed got {seed!r}; expected an int")
-    seed = int(seed)
+    check_pruner("pruning_transform", pruner)
+    seed = check_seed("pruning_transform", seed)
 
     def init(params):
         ps = pruner.init(params)
