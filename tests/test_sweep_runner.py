@@ -133,7 +133,8 @@ def test_baked_number_falls_back_to_one_by_one(toy_family, tmp_path):
 def test_plans_static_parts_decide_the_group(tmp_path, monkeypatch):
     """A family's plan declares what of its setting is static: settings whose plans'
     static parts differ are not vmapped together, even with equal configs minus vector
-    keys (here the static part depends on a vector key's value)."""
+    keys (here the static part depends on a vector key's value). The group is split by
+    static part, and each part with two or more settings is vmapped on its own."""
     from jaxcomp.experiment.plan import Plan
 
     def plan(cfg, ctx):
@@ -145,14 +146,34 @@ def test_plans_static_parts_decide_the_group(tmp_path, monkeypatch):
     monkeypatch.setattr(families, "available", lambda: {"toy": fam})
     cfg = tiny_config(epochs=1)
     cfg.toy.method = "state"
-    s = SweepRunner(cfg, product({"toy.factor": [0.5, 2.0]}), str(tmp_path / "a"),
-                    progress=False).run()
-    assert (s["vectorized"], s["sequential"]) == (0, 2)
+    logs = []
+    runner = SweepRunner(cfg, product({"toy.factor": [0.5, 2.0, 0.25, 3.0, 0.75]}),
+                         str(tmp_path / "a"), progress=False, log=logs.append)
+    s = runner.run()
+    assert (s["vectorized"], s["sequential"]) == (5, 0)
+    assert runner.compiles == 2  # one program per static part
+    assert any("2 different static parts; split" in m for m in logs), logs
     recs = ResultStore(tmp_path / "a").records()
-    assert all("plans have different static parts" in r["path_reason"] for r in recs)
-    s = SweepRunner(cfg, product({"toy.factor": [1.5, 2.0]}), str(tmp_path / "b"),
+    groups = {}
+    for r in recs:
+        groups.setdefault(r["group"], set()).add(r["config"]["toy"]["factor"])
+    assert sorted(map(sorted, groups.values())) == [[0.25, 0.5, 0.75], [2.0, 3.0]]
+    # the same settings one by one give the same numbers
+    one = SweepRunner(cfg, product({"toy.factor": [0.5, 2.0, 0.25, 3.0, 0.75]}),
+                      str(tmp_path / "b"), progress=False, vectorize=False).run()
+    assert one["sequential"] == 5
+    a, b = _by_setting(tmp_path / "a"), _by_setting(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k]["metrics"]["test_nll"], b[k]["metrics"]["test_nll"],
+                                   rtol=2e-4, atol=2e-5)
+    # a part of one setting trains alone, and says why
+    s = SweepRunner(cfg, product({"toy.factor": [0.5, 2.0, 3.0]}), str(tmp_path / "c"),
                     progress=False).run()
-    assert (s["vectorized"], s["sequential"]) == (2, 0)  # equal static parts: one program
+    assert (s["vectorized"], s["sequential"]) == (2, 1)
+    lone = [r for r in ResultStore(tmp_path / "c").records() if r["path"] == "sequential"]
+    assert [r["config"]["toy"]["factor"] for r in lone] == [0.5]
+    assert lone[0]["path_reason"] == "a group of one setting"
 
 
 def test_prune_seed_is_held_in_the_compression_state(tmp_path):

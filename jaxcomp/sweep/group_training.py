@@ -34,6 +34,15 @@ from jaxcomp.train.loop import FitResult
 from jaxcomp.train.state import create_state
 
 
+class SplitGroup(Exception):  # noqa: N818 (control flow, not an error)
+    """A group's settings have plans with different static parts: ``parts`` are the
+    sub-groups (in the group's order) whose plans agree, each a group of its own."""
+
+    def __init__(self, parts: list[list[Any]]):
+        super().__init__(f"{len(parts)} sub-groups")
+        self.parts = parts
+
+
 class GroupTraining:
     """The vectorized-group half of the sweep runner (a mixin: it reads the runner's
     store, dataset cache, mesh, chunking options and progress bar)."""
@@ -59,9 +68,12 @@ class GroupTraining:
                 return ctxs, states, "the model has a model state (e.g. BatchNorm)"
             ctxs.append(ctx)
             states.append(state)
-        statics = {plans_key(c) for c in ctxs}
-        if len(statics) > 1:
-            return ctxs, states, "the settings' plans have different static parts"
+        statics = [plans_key(c) for c in ctxs]
+        if len(set(statics)) > 1:
+            parts: dict[str, list[Any]] = {}
+            for run, key in zip(runs, statics, strict=True):
+                parts.setdefault(key, []).append(run)
+            raise SplitGroup(list(parts.values()))
         sig = {tree_signature((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)}
         if len(sig) > 1:
             return ctxs, states, "settings build states of different structure"

@@ -4,7 +4,9 @@ others one after another — and append one record per run to the store.
 
 Grouping: two settings share a program when their configs are equal after the
 *vector keys* are removed: ``seed``, ``train.learning_rate`` and each
-family's ``VECTOR_KEYS`` (e.g. ``prune.sparsity``). A group is vectorized when its model trains with
+family's ``VECTOR_KEYS`` (e.g. ``prune.sparsity``); a group whose settings' plans
+declare different static parts (``Plan.static``) is split into one group per static
+part. A group is vectorized when its model trains with
 the scanned epoch (MLPs without model state), no family needs per-batch
 Python callbacks (``extra_batch``), all settings build states of the same
 structure, and the swept numbers really are in the states (a family that
@@ -49,7 +51,7 @@ from jaxcomp.sweep.grid import Spec, config_hash, expand
 from jaxcomp.sweep.group_checkpoint import (
     remove_finished,
 )
-from jaxcomp.sweep.group_training import GroupTraining
+from jaxcomp.sweep.group_training import GroupTraining, SplitGroup
 from jaxcomp.sweep.grouping import (  # noqa: F401  (group_key: public here)
     SCAN_MODELS,
     fingerprint,
@@ -264,8 +266,10 @@ class SweepRunner(GroupTraining):
             if self.progress and todo and self.writer else None
         counts = {"vectorized": 0, "sequential": 0, "diverged": 0, "error": 0}
         prog_cache: dict[str, VectorizedProgram] = {}
+        queue = list(groups.items())
         try:
-            for gk, runs in groups.items():
+            while queue:
+                gk, runs = queue.pop(0)
                 cfg = runs[0].config
                 reason = ""
                 if self.vectorize is False:
@@ -282,7 +286,15 @@ class SweepRunner(GroupTraining):
                 recs = None
                 if not reason:
                     self._train_ids = None
-                    ctxs, states, reason = self._contexts(runs)
+                    try:
+                        ctxs, states, reason = self._contexts(runs)
+                    except SplitGroup as split:  # each part is a group of its own
+                        subs = [(f"{gk}.{i}", part) for i, part in enumerate(split.parts)]
+                        self.log(f"sweep: group {gk}: its settings' plans have "
+                                 f"{len(subs)} different static parts; split into groups "
+                                 + ", ".join(f"{k} ({len(p)} run(s))" for k, p in subs))
+                        queue[:0] = subs
+                        continue
                     if not reason:
                         mark = self._bar.done if self._bar is not None else 0
                         try:
