@@ -1,5 +1,12 @@
 """Test-session plumbing only (no fixtures): make ``--dist loadgroup`` (test.sh) honour
-``pytest.mark.xdist_group`` under pytest >= 9.2.
+``pytest.mark.xdist_group`` under pytest >= 9.2, and release compiled programs between
+test files.
+
+Every program XLA:CPU compiles keeps about 14 memory mappings until JAX's caches drop
+it, and a test worker compiles thousands: near Linux's default ``vm.max_map_count``
+(65530) a worker died mid-run (a segfault inside an XLA compile, or "terminate called
+after throwing std::system_error: Resource temporarily unavailable" when a thread could
+not be started). After each test file, :func:`jax.clear_caches` lets them go.
 
 pytest-xdist (3.8.0, the newest) groups tests by appending ``@<group>`` to each marked
 item's node id in its workers, by assigning ``item._nodeid``. pytest 9.2 keeps node ids in
@@ -12,6 +19,9 @@ if it could not, so the grouping cannot silently lapse again.
 
 from __future__ import annotations
 
+import gc
+
+import jax
 import pytest
 
 
@@ -41,3 +51,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 f"cannot add the xdist group to {item.nodeid!r}: with --dist loadgroup its "
                 f"tests would be spread over the workers (see tests/conftest.py)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """After a test file's last test (module fixtures torn down): drop compiled programs."""
+    result = yield
+    if nextitem is None or nextitem.path != item.path:
+        jax.clear_caches()
+        gc.collect()
+    return result
