@@ -6,7 +6,9 @@ Every program XLA:CPU compiles keeps about 14 memory mappings until JAX's caches
 it, and a test worker compiles thousands: near Linux's default ``vm.max_map_count``
 (65530) a worker died mid-run (a segfault inside an XLA compile, or "terminate called
 after throwing std::system_error: Resource temporarily unavailable" when a thread could
-not be started). After each test file, :func:`jax.clear_caches` lets them go.
+not be started). After a test file, once a worker holds over 16k mappings,
+:func:`jax.clear_caches` lets them go (not after every file: the next files would
+compile again what they share).
 
 pytest-xdist (3.8.0, the newest) groups tests by appending ``@<group>`` to each marked
 item's node id in its workers, by assigning ``item._nodeid``. pytest 9.2 keeps node ids in
@@ -55,9 +57,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
-    """After a test file's last test (module fixtures torn down): drop compiled programs."""
+    """After a test file's last test (module fixtures torn down): drop compiled programs
+    once there are many."""
     result = yield
     if nextitem is None or nextitem.path != item.path:
-        jax.clear_caches()
-        gc.collect()
+        n = _mappings()
+        if n is None or n > 16_384:
+            jax.clear_caches()
+            gc.collect()
     return result
+
+
+def _mappings() -> int | None:
+    """This process's memory mappings (Linux), or None where that cannot be read."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return None
