@@ -173,13 +173,32 @@ def test_bad_input_is_a_clear_error():
     assert not pruning_transform(dst.rigl(0.5)).never_regrows
 
 
-def test_one_transform_trains_twice_with_donating_steps():
+def _engine(make):
+    t = pruning_transform(make(), seed=2)
+    return pruning_optimizer(optax.adam(0.05), t), t
+
+
+def _bare(make):  # a pruner itself as the compression transform, plain optimizer
+    return optax.adam(0.05), make()
+
+
+def _wrapped(make):  # the standalone optimizer wrapper
+    return masked_optimizer(optax.adam(0.05), make(), seed=2), None
+
+
+@pytest.mark.parametrize("build", [_engine, _bare, _wrapped])
+@pytest.mark.parametrize("make", [
+    lambda: pruner("random", 0.5),
+    lambda: pruner("magnitude", schedules.polynomial(0.0, 0.5, begin=0, end=4, frequency=2)),
+    lambda: dst.rigl(0.5, drop_fraction=0.5, every=2, end=9),
+], ids=["random", "magnitude", "rigl"])
+def test_one_transform_trains_twice_with_donating_steps(make, build):
     """init gives fresh buffers: a first run's donated state does not delete the second
-    run's (the lottery pattern reuses one transform for every round)."""
+    run's (the lottery pattern reuses one transform for every round), whichever way the
+    pruner is trained."""
     model = get_model("mlp", input_shape=(D,), num_classes=K, features=(16,))
     params, _ = model.init(jax.random.key(0), X[:1])
-    t = pruning_transform(pruner("random", 0.5), seed=2)
-    tx = pruning_optimizer(optax.adam(0.05), t)
+    tx, t = build(make)
     step = make_train_step(model, tx, t)  # donates its input state
 
     def run():
@@ -190,6 +209,6 @@ def test_one_transform_trains_twice_with_donating_steps():
         return state
 
     a = run()
-    b = run()  # a key shared between inits would be deleted by now
+    b = run()  # a key or gate shared between inits would be deleted by now
     for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))

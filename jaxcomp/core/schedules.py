@@ -264,5 +264,6 @@ def as_schedule(x: Numeric | Schedule) -> Schedule:
 
 
 def to_arrays(s: Schedule) -> Schedule:
-    """The same schedule with every number as a float32 array (for state)."""
-    return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), s)
+    """The same schedule with every number as a new float32 array (for state: a train
+    step donates its state, so a state must not share buffers with the schedule given)."""
+    return jax.tree.map(lambda v: jnp.array(v, jnp.float32), s)

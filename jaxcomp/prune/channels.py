@@ -261,7 +261,7 @@ def channel_pruner(graph: DependencyGraph, sparsity: Any, *, norm: str = "l1",
     check_range("sparsity", sparsity, 0.0, 1.0, hi_open=True)
 
     def init(params):
-        s = jnp.asarray(sparsity, jnp.float32)
+        s = jnp.array(sparsity, jnp.float32)  # its own buffer: a train step donates state
         return {"masks": channel_masks(params, graph, s, norm=norm, where=where, jit=False),
                 "sparsity": s}
 

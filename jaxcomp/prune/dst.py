@@ -65,9 +65,9 @@ def dynamic_sparse(method: str, sparsity: Any = 0.9, *, drop_fraction: Any = 0.3
         sel = selected_paths(params, where)
         guards.check_finite_leaves(f"prune.{method}.init", ((p, pd[p]) for p in sel))
         return {"masks": {p: jnp.ones(pd[p].shape, bool) for p in sel},
-                "sparsity": jnp.asarray(sparsity, jnp.float32),
+                "sparsity": jnp.array(sparsity, jnp.float32),
                 "drop": schedules.to_arrays(schedules.cosine(drop_fraction, 0.0, begin, end)),
-                "gate": dict(gate)}
+                "gate": jax.tree.map(jnp.copy, gate)}  # own buffers (a step donates them)
 
     def update(params, state, *, step, grads=None, key=None):
         if key is None:

@@ -89,8 +89,7 @@ def masked_optimizer(tx: optax.GradientTransformation, pruner: Transform, *,
                               "pruning transform (jaxcomp.prune.magnitude(...), pruner, rigl, "
                               "set_, channel_pruner). To quantize, pass the transform to "
                               "fit(transform=...) instead")
-        # fresh buffers (a donating step would delete arrays shared between inits)
-        return MaskedState(tx.init(params), jax.tree.map(jnp.copy, ps), jnp.zeros((), jnp.int32),
+        return MaskedState(tx.init(params), ps, jnp.zeros((), jnp.int32),
                            jax.random.key_data(jax.random.key(seed)))
 
     def update(grads, state, params=None):

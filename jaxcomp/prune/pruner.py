@@ -186,7 +186,7 @@ def pruner(score: str = "magnitude", sparsity: Sparsity = 0.5, *,
             sched = schedules.to_arrays(first)
         state = {"masks": {p: jnp.ones(pd[p].shape, bool) for p in sel},
                  "schedule": sched,
-                 "gate": dict(gate_arrays)}
+                 "gate": jax.tree.map(jnp.copy, gate_arrays)}  # own buffers (donated)
         if score in S.ACCUMULATES:
             state["acc"] = {p: jnp.zeros(pd[p].shape, jnp.float32) for p in sel}
         if prunes_at_init:

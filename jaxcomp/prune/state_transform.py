@@ -85,10 +85,10 @@ def pruning_transform(pruner: Transform, *, seed: int = 0) -> PruningTransform:
                               f"{guards.describe_state(ps)}, which has no masks; expected a "
                               "pruning transform (jaxcomp.prune.magnitude(...), pruner, rigl, "
                               "set_, channel_pruner)")
-        # fresh buffers per init: a train step donates its state, so arrays shared between
-        # inits (the key, a pruner's precomputed gate) would be deleted by the first run
-        return {"pruner": jax.tree.map(jnp.copy, ps),
-                "key": jax.random.key_data(jax.random.key(seed))}
+        # the key is made per init: a train step donates its state, so a key shared
+        # between inits would be deleted by the first run (the pruners' own states are
+        # fresh per init too)
+        return {"pruner": ps, "key": jax.random.key_data(jax.random.key(seed))}
 
     def check(what, state):
         if not (isinstance(state, dict) and set(state) == {"pruner", "key"}):
