@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/prune.py --only masked_step_ratio_mlp
 
 * ``masked_step_ratio_mlp`` / ``_cnn``: a train step with gradual magnitude pruning
-  as a config run trains it (the pruner's state as the compression state, the
-  optimizer wrapped by ``masked_updates``; cubic schedule, masks recomputed every
-  100 steps — the update cost amortized in) over the plain step; LeNet-300-100 /
+  as a config run trains it (the pruner's state as the compression state in the run's
+  chain of transforms, the optimizer wrapped by ``masked_updates``; cubic schedule,
+  masks recomputed every 100 steps — the update cost amortized in) over the plain
+  step; LeNet-300-100 /
   LeNet-5, batch 128. Target ≤ 1.05. Beside it (``masked_optimizer_ratio``): the
   standalone ``masked_optimizer`` (masks in the optimizer state) in the same rounds.
 * ``global_mask_vs_sort_10m``: exact global 90% magnitude mask over 10M params in
@@ -35,6 +36,7 @@ import optax
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from jaxcomp.core import schedules  # noqa: E402
+from jaxcomp.core.transform import named_chain  # noqa: E402
 from jaxcomp.models import get_model  # noqa: E402
 from jaxcomp.prune import (  # noqa: E402
     encode_tree,
@@ -79,8 +81,8 @@ def masked_step_ratio(model_name: str, steps: int, repeats: int):
     params, ms = model.init(jax.random.key(0), x[0, :1])
     sched = schedules.cubic(0.0, 0.9, begin=0, end=10 ** 6, frequency=100)
     t = pruning_transform(pruner("magnitude", sched))
-    variants = {"plain": (optax.adam(1e-3), None),
-                "masked": (pruning_optimizer(optax.adam(1e-3), t), t),
+    variants = {"plain": (optax.adam(1e-3), None),  # the run's chain of family transforms:
+                "masked": (pruning_optimizer(optax.adam(1e-3), t), named_chain(("prune", t))),
                 "masked_optimizer": (masked_optimizer(optax.adam(1e-3),
                                                       pruner("magnitude", sched)), None)}
     runs = {}

@@ -13,6 +13,7 @@ import pytest
 import jaxcomp.distill as kd
 from jaxcomp.core import paths, schedules
 from jaxcomp.core.errors import ConfigError
+from jaxcomp.core.transform import Transform
 from jaxcomp.data import synthetic
 from jaxcomp.models import get_model
 from jaxcomp.prune import (
@@ -212,3 +213,108 @@ def test_one_transform_trains_twice_with_donating_steps(make, build):
     b = run()  # a key or gate shared between inits would be deleted by now
     for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def _sparse_from_init():
+    """A constant-sparsity magnitude pruner: its init masks prune already."""
+    return pruning_transform(magnitude(0.5), seed=1)
+
+
+def _pruned(state):
+    by_path = paths.path_dict(state.params)
+    return {p: np.asarray(by_path[p])[~np.asarray(m)] for p, m in
+            get_masks(state.comp_state).items()}
+
+
+@pytest.mark.parametrize("use_jit", [True, False])
+def test_the_train_forward_skips_the_mask_on_a_projected_state(use_jit):
+    """create_state zeroes pruned weights (the caller's params stay dense); the train
+    step's forward then uses the params as they are, with the numbers of a forward that
+    masks every step (the same transform without train_apply)."""
+    model = get_model("mlp", input_shape=(D,), num_classes=K, features=(16,))
+    params, _ = model.init(jax.random.key(0), X[:1])
+    t = _sparse_from_init()
+    masking = Transform(t.init, t.apply, t.update)  # masks in every forward
+    assert t.train_apply is not None and masking.train_apply is None
+    tx = pruning_optimizer(optax.adam(0.05), t)
+    start = create_state(jax.tree.map(jnp.copy, params), {}, tx, key=jax.random.key(3),
+                         transform=t)
+    pruned = _pruned(start)
+    assert sum(v.size for v in pruned.values()) > 0
+    assert all(np.all(v == 0.0) for v in pruned.values())
+    assert np.all(np.asarray(params["Dense_0"]["kernel"]) != 0)  # the caller's: not zeroed
+    finals = []
+    for transform in (t, masking):
+        step = train_step_fn(model, tx, transform)
+        step = jax.jit(step) if use_jit else step
+        state = create_state(jax.tree.map(jnp.copy, params), {}, tx, key=jax.random.key(3),
+                             transform=transform)
+        for i in range(4):
+            state, m = step(state, {"x": X[8 * i:8 * i + 8], "y": Y[8 * i:8 * i + 8]})
+        finals.append((state, float(m["loss"])))
+    (a, la), (b, lb) = finals
+    assert la == lb
+    for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_a_hand_replaced_state_is_found_by_checked_mode_and_mended_by_projected():
+    import jaxcomp as jc
+    from jaxcomp.train import projected
+
+    model = get_model("mlp", input_shape=(D,), num_classes=K, features=(16,))
+    params, _ = model.init(jax.random.key(0), X[:1])
+    t = _sparse_from_init()
+    tx = pruning_optimizer(optax.adam(0.05), t)
+    state = create_state(jax.tree.map(jnp.copy, params), {}, tx, key=jax.random.key(3),
+                         transform=t)
+    rewound = state._replace(params=jax.tree.map(jnp.copy, params))  # dense, by hand
+    step = jc.core.checked(make_train_step(model, tx, t, donate=False))
+    batch = {"x": X[:8], "y": Y[:8]}
+    with pytest.raises(ConfigError, match=r"pruning_transform: params 'Dense_0/kernel' .*"
+                                          r"projected\): \d+ non-zero value\(s\) \(checked"):
+        step(rewound, batch)
+    mended = projected(rewound, t)
+    assert all(np.all(v == 0.0) for v in _pruned(mended).values())
+    assert np.all(np.asarray(rewound.params["Dense_0"]["kernel"]) != 0.0)  # not changed
+    new, _ = step(mended, batch)  # passes the check
+    assert int(new.step) == 1
+
+
+def test_fit_projects_a_given_state():
+    """fit(state=...) trains a hand-built state as create_state would have built it."""
+    ds = synthetic(num_train=64, num_test=32, shape=(D,), num_classes=K)
+    model = get_model("mlp", input_shape=(D,), num_classes=K, features=(16,))
+    params, _ = model.init(jax.random.key(0), X[:1])
+    t = _sparse_from_init()
+    tx = pruning_optimizer(optax.adam(0.05), t)
+    built = create_state(jax.tree.map(jnp.copy, params), {}, tx, key=jax.random.key(3),
+                         transform=t)
+    by_hand = built._replace(params=jax.tree.map(jnp.copy, params))
+    runs = [fit(model, ds, tx, state=s, epochs=1, batch_size=16, transform=t, progress=False)
+            for s in (built, by_hand)]
+    assert np.any(np.asarray(by_hand.params["Dense_0"]["kernel"]) != 0.0)  # caller's kept
+    for u, v in zip(jax.tree.leaves(runs[0].state.params), jax.tree.leaves(runs[1].state.params),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_a_chain_skips_the_mask_only_where_pruning_sees_the_raw_params():
+    from jaxcomp.core.transform import named_chain, stateless, train_view
+    from jaxcomp.quant import weight_quant
+
+    t = pruning_transform(magnitude(0.5))
+    first = named_chain(("prune", t), ("quant", weight_quant(8)))
+    assert first.project is not None and first.train_apply is not None
+    double = stateless(lambda p: jax.tree.map(lambda w: 2 * w, p))
+    later = named_chain(("double", double), ("prune", t))
+    assert later.project is None and later.train_apply is None
+    w = {"w": jnp.asarray(np.random.default_rng(2).normal(size=(4, 6)), jnp.float32)}
+    s = first.init(w)
+    s = first.update(w, s, step=0)
+    p = first.project(w, s)
+    np.testing.assert_array_equal(np.asarray(train_view(first, p, s)["w"]),
+                                  np.asarray(first.apply(w, s)["w"]))
+    s2 = later.update(w, later.init(w), step=0)
+    np.testing.assert_array_equal(np.asarray(train_view(later, w, s2)["w"]),
+                                  np.asarray(later.apply(w, s2)["w"]))

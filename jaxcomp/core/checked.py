@@ -12,8 +12,9 @@ checks, under :func:`checked`. A failed check raises :class:`CheckedValueError` 
 :class:`ConfigError`) naming the parameter, the value and the allowed range.
 
 Covered today: the pruner's sparsity target (per update step) and its weights
-(finite), weight/fake-quant ``bits``, and ``temperature``/``alpha`` of the
-distillation losses (every ``check_range`` on a traced value).
+(finite), weight/fake-quant ``bits``, ``temperature``/``alpha`` of the
+distillation losses (every ``check_range`` on a traced value), and that a pruning
+run's train state holds its pruned weights at zero (its forward pass relies on it).
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -118,6 +119,19 @@ def check_traced_finite(what: str, x: Any) -> Any:
     bad = jnp.sum(~jnp.isfinite(x))
     checkify.debug_check(bad == 0, _escape(what) + ": {} NaN/inf value(s); expected finite "
                          "values (checked mode)", bad)
+    return x
+
+
+def check_traced_zero(what: str, x: Any, keep: Any = None) -> Any:
+    """Plant a checked-mode assertion that a traced array is zero wherever ``keep`` is
+    False (everywhere without ``keep``); ``what`` names the invariant in words."""
+    if not _plant(x):
+        return x
+    import jax.numpy as jnp
+    from jax.experimental import checkify
+
+    bad = jnp.sum((x != 0) if keep is None else (x != 0) & ~keep)
+    checkify.debug_check(bad == 0, _escape(what) + ": {} non-zero value(s) (checked mode)", bad)
     return x
 
 

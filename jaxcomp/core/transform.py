@@ -8,6 +8,15 @@ Like ``optax.GradientTransformation``, a :class:`Transform` holds no data:
 * ``update(params, state, *, step, grads=None, key=None) -> state`` advances
   the state inside a jitted train step (mask updates, observers, ...).
 
+Two optional fields let a transform skip work that training keeps true by itself:
+
+* ``project(params, state) -> params``: the params a train state starts from
+  (:func:`jaxcomp.train.create_state` and the training loops apply it; pruning sets
+  pruned weights to ``0.0``);
+* ``train_apply(params, state) -> params``: what the train step's forward pass sees,
+  given projected params (pruning: the params themselves, as its optimizer keeps
+  pruned weights at exactly zero; no mask pass per step). ``None``: ``apply``.
+
 Example:
     >>> import jax.numpy as jnp
     >>> import jaxcomp as jc
@@ -34,11 +43,39 @@ class UpdateFn(Protocol):
 
 
 class Transform(NamedTuple):
-    """A compression transform: ``init``, ``apply``, ``update`` (all pure, jit-safe)."""
+    """A compression transform: ``init``, ``apply``, ``update`` (all pure, jit-safe), and
+    the optional ``train_apply`` and ``project`` (see the module docstring)."""
 
     init: Callable[[PyTree], PyTree]
     apply: Callable[[PyTree, PyTree], PyTree]
     update: UpdateFn
+    train_apply: Callable[[PyTree, PyTree], PyTree] | None = None
+    project: Callable[[PyTree, PyTree], PyTree] | None = None
+
+
+def train_view(transform: Transform, params: PyTree, state: PyTree) -> PyTree:
+    """The params the train step's forward pass sees: ``train_apply``, else ``apply``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> t = stateless(lambda p: {k: 2 * v for k, v in p.items()})
+        >>> float(train_view(t, {"w": jnp.ones(())}, t.init({}))["w"])
+        2.0
+    """
+    fn = getattr(transform, "train_apply", None) or transform.apply
+    return fn(params, state)
+
+
+def project(transform: Transform | None, params: PyTree, state: PyTree) -> PyTree:
+    """``params`` as a train state starts from (``transform.project``; unchanged if none).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> project(identity(), {"w": jnp.ones(2)}, ())["w"].tolist()
+        [1.0, 1.0]
+    """
+    fn = getattr(transform, "project", None)
+    return params if fn is None else fn(params, state)
 
 
 def _keep_state(params, state, *, step, grads=None, key=None):
@@ -152,4 +189,22 @@ def named_chain(*named: tuple[str, Transform], _as_tuple: bool = False) -> Trans
             params = t.apply(params, s)
         return pack(new)
 
-    return Transform(init, apply, update)
+    # only the first transform sees the raw params, so only its projection holds in a
+    # train state (a later one's input is the earlier ones' output, e.g. reconstructed)
+    first = ts[0] if ts else None
+    if getattr(first, "project", None) is None:
+        return Transform(init, apply, update)
+
+    def train_apply(params, state):
+        check("chain.apply", state)
+        states = unpack(state)
+        params = train_view(first, params, states[0])
+        for t, s in zip(ts[1:], states[1:], strict=True):
+            params = t.apply(params, s)
+        return params
+
+    def project_first(params, state):
+        check("chain.project", state)
+        return first.project(params, unpack(state)[0])
+
+    return Transform(init, apply, update, train_apply, project_first)

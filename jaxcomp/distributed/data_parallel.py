@@ -53,7 +53,7 @@ from jaxcomp.engine.loop import FitResult, check_run_args, check_schedule, run
 from jaxcomp.engine.mesh import evaluate_on_mesh, mesh_programs
 from jaxcomp.flax.model import Model
 from jaxcomp.train.loop import init_state
-from jaxcomp.train.state import TrainState, own_copy
+from jaxcomp.train.state import TrainState, projected
 from jaxcomp.train.step import LossFn, scan_by_default
 
 
@@ -137,7 +137,8 @@ def fit_data_parallel(model: Model, ds: Dataset, tx: optax.GradientTransformatio
         state = sharded_init(model, ds, tx, mesh, seed=seed, transform=transform,
                              shard_min_size=shard_min_size)
     else:
-        state = own_copy(state)  # the steps donate their input; keep the caller's arrays
+        # the steps donate their input (keep the caller's arrays); params projected
+        state = projected(state, transform)
     state_sh = state_shardings(mesh, state, min_size=shard_min_size)
     if scan is None:
         scan = scan_by_default(state)

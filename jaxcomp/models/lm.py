@@ -142,9 +142,9 @@ def train_lm(model: Model, data: TextData, tx: optax.GradientTransformation, *, 
     if state is None:
         state = init_lm_state(model, tx, seed=seed, transform=transform)
     else:
-        from jaxcomp.train.state import own_copy
+        from jaxcomp.train.state import projected
 
-        state = own_copy(state)
+        state = projected(state, transform)
     history: list[dict[str, float]] = []
     done = 0
     first = int(state.step)

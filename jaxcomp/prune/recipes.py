@@ -42,7 +42,7 @@ from jaxcomp.prune.masks import apply_masks
 from jaxcomp.prune.optax_wrapper import get_masks
 from jaxcomp.prune.pruner import pruner
 from jaxcomp.prune.state_transform import pruning_optimizer, pruning_transform
-from jaxcomp.train.state import TrainState
+from jaxcomp.train.state import TrainState, create_state
 
 
 def _adam_l2(learning_rate, weight_decay):
@@ -98,8 +98,7 @@ class PruneTrainer:
         """A train state whose optimizer/pruner numbers are this run's (same structure)."""
         transform, tx = self._tx(sparsity, lr, wd, begin, end, every, key_seed=seed)
         params = jax.tree.map(jnp.copy, params)  # the epoch donates its input
-        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params),
-                          transform.init(params), {}, jax.random.key(seed))
+        return create_state(params, {}, tx, key=jax.random.key(seed), transform=transform)
 
     def state_with_masks(self, params: Any, masks: dict[str, Any], *, lr: float = 1e-3,
                          wd: float = 0.0, seed: int = 0) -> TrainState:

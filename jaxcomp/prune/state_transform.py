@@ -13,9 +13,15 @@ masks at the same steps, same keys (the pruner's key is ``fold_in(key(seed),
 step)``), same updates.
 
 The forward pass sees the params with pruned weights at zero and a straight-through
-gradient: the values are the params themselves after the first step (the optimizer
-keeps pruned weights at exactly zero), and the gradients the pruner and the
-optimizer see are the dense ones (RigL's regrowth needs them).
+gradient (the gradients the pruner and the optimizer see are the dense ones: RigL's
+regrowth needs them). A train state holds its params that way already:
+:func:`~jaxcomp.train.create_state` and the training loops set pruned weights to
+``0.0`` (the transform's ``project``), and the optimizer keeps them at exactly
+``0.0`` from step to step, so the train step's forward uses the params as they are
+(``train_apply``), with no mask pass. ``apply`` (evaluation, export) masks. A state
+whose params were replaced by hand is projected again by
+:func:`~jaxcomp.train.state.projected` (or built with ``create_state``); under
+:func:`jaxcomp.core.checked` the train step checks it.
 
 Example:
     >>> import jax, jax.numpy as jnp, optax
@@ -42,6 +48,7 @@ import optax
 from jax import lax
 
 from jaxcomp.core import guards, paths
+from jaxcomp.core.checked import check_traced_zero
 from jaxcomp.core.errors import ConfigError
 from jaxcomp.core.transform import Transform
 from jaxcomp.prune.optax_wrapper import _gate_open, check_pruner, check_seed, masked_updates
@@ -101,6 +108,24 @@ def pruning_transform(pruner: Transform, *, seed: int = 0) -> PruningTransform:
         return paths.map_with_path(
             lambda p, w: _zero_pruned(w, masks[p]) if p in masks else w, params)
 
+    def project(params, state):
+        check("pruning_transform.project", state)
+        masks = state["pruner"]["masks"]
+        return paths.map_with_path(
+            lambda p, w: jnp.where(masks[p], w, jnp.zeros((), w.dtype)) if p in masks else w,
+            params)
+
+    def train_apply(params, state):
+        check("pruning_transform.apply", state)
+        masks = state["pruner"]["masks"]
+        for p, w in paths.path_dict(params).items():
+            if p in masks:
+                check_traced_zero(f"pruning_transform: params {p!r} at pruned positions "
+                                  "(a train state's params must be projected: build it with "
+                                  "create_state or pass it through jaxcomp.train.state."
+                                  "projected)", w, masks[p])
+        return params
+
     def update(params, state, *, step, grads=None, key=None):
         del key  # the pruner's key comes from the transform's seed and the step
         check("pruning_transform.update", state)
@@ -116,7 +141,7 @@ def pruning_transform(pruner: Transform, *, seed: int = 0) -> PruningTransform:
 
     cls = ShrinkingPruningTransform if getattr(pruner, "never_regrows", False) \
         else PruningTransform
-    return cls(init, apply, update)
+    return cls(init, apply, update, train_apply, project)
 
 
 def _zero_pruned(w: jax.Array, mask: jax.Array) -> jax.Array:

@@ -191,16 +191,20 @@ def reduce_axes(ndim: int, axis: Axis = None, group_size: int | None = None,
 
 
 def _min_max(x: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-    """``(min, max)`` over ``axes`` (kept, size 1) in one variadic reduction: one pass over
-    ``x`` (XLA emits two separate reductions for ``jnp.min`` and ``jnp.max``)."""
-    if not jnp.issubdtype(x.dtype, jnp.floating) or x.size == 0:
-        return jnp.min(x, axis=axes, keepdims=True), jnp.max(x, axis=axes, keepdims=True)
+    """``(min, max)`` over ``axes`` (kept, size 1).
+
+    Over every axis (a per-tensor range) this is one variadic reduction: one pass over
+    ``x``. Over some axes (per channel, per group) it is two plain reductions: XLA:CPU
+    runs a variadic reduction over a non-minor axis up to 13x slower than the two
+    (``benchmarks/quant.py --only minmax``)."""
+    red = tuple(sorted({a % x.ndim for a in axes}))
+    if not jnp.issubdtype(x.dtype, jnp.floating) or x.size == 0 or len(red) < x.ndim:
+        return jnp.min(x, axis=red, keepdims=True), jnp.max(x, axis=red, keepdims=True)
     inf = jnp.array(jnp.inf, x.dtype)
     lo, hi = jax.lax.reduce((x, x), (inf, -inf),
                             lambda a, b: (jnp.minimum(a[0], b[0]), jnp.maximum(a[1], b[1])),
-                            tuple(sorted(a % x.ndim for a in axes)))
-    keep = [1 if i in {a % x.ndim for a in axes} else n for i, n in enumerate(x.shape)]
-    return lo.reshape(keep), hi.reshape(keep)
+                            red)
+    return lo.reshape((1,) * x.ndim), hi.reshape((1,) * x.ndim)
 
 
 def minmax(x: jax.Array, axis: Axis = None, group_size: int | None = None,
@@ -418,11 +422,7 @@ def fake_quant(x: jax.Array, bits: Any = 8, *, axis: Axis = None, group_size: in
     x = _numeric_input(x, "fake_quant", floating=True)
     check_finite(x)
     xs = jax.lax.stop_gradient(x)
-    if symmetric and signed:  # qparams uses max(-min, max) = max|x|: one reduction, not two
-        _, hi = minmax(jnp.abs(xs), axis, group_size, group_axis)
-        lo = -hi
-    else:
-        lo, hi = minmax(xs, axis, group_size, group_axis)
+    lo, hi = minmax(xs, axis, group_size, group_axis)  # symmetric: qparams takes max(-lo, hi)
     scale, zp = qparams(lo, hi, bits, symmetric=symmetric, signed=signed)
     if symmetric and signed and rounding == "nearest":  # absmax range: nothing is clipped
         _, qmax = qrange(bits, signed=True, symmetric=True)

@@ -17,6 +17,7 @@ _NAMES = {
     "correct": "jaxcomp.train.losses", "cross_entropy": "jaxcomp.train.losses",
     "per_example_nll": "jaxcomp.train.losses",
     "TrainState": "jaxcomp.train.state", "create_state": "jaxcomp.train.state",
+    "projected": "jaxcomp.train.state",
     "default_loss": "jaxcomp.train.step", "eval_step_fn": "jaxcomp.train.step",
     "evaluate": "jaxcomp.train.step", "make_train_step": "jaxcomp.train.step",
     "train_step_fn": "jaxcomp.train.step",

@@ -33,7 +33,7 @@ from jaxcomp.distributed.memo import memo
 from jaxcomp.engine.loop import FitResult, check_run_args, check_schedule, run
 from jaxcomp.engine.programs import Augment, Programs
 from jaxcomp.flax.model import Model
-from jaxcomp.train.state import TrainState, create_state, own_copy
+from jaxcomp.train.state import TrainState, create_state, projected
 from jaxcomp.train.step import LossFn, scan_by_default
 
 
@@ -104,7 +104,8 @@ def fit(model: Model, ds: Dataset, tx: optax.GradientTransformation, *, epochs: 
     if state is None:
         state = init_state(model, ds, tx, seed=seed, transform=transform)
     else:
-        state = own_copy(state)  # the steps donate their input; keep the caller's arrays
+        # the steps donate their input (keep the caller's arrays); params projected
+        state = projected(state, transform)
     if scan is None:
         scan = scan_by_default(state, per_step_extras=extra_batch is not None)
     progs = programs_for(model, tx, batch_size, transform, loss_fn, augment)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcomp.core.transform import Transform
+from jaxcomp.core.transform import Transform, project
 
 
 class TrainState(NamedTuple):
@@ -32,8 +32,13 @@ class TrainState(NamedTuple):
 
 def create_state(params: Any, model_state: Any, tx: optax.GradientTransformation, *,
                  key: jax.Array, transform: Transform | None = None) -> TrainState:
-    """Initialize optimizer and compression state for ``params``."""
+    """Initialize optimizer and compression state for ``params``.
+
+    With a transform that has a ``project`` (pruning: pruned weights set to ``0.0``),
+    the state holds the projected params, as its train step expects.
+    """
     comp_state = transform.init(params) if transform is not None else ()
+    params = project(transform, params, comp_state)
     return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), comp_state,
                       model_state, key)
 
@@ -53,3 +58,24 @@ def own_copy(tree: Any) -> Any:
         (False, True)
     """
     return jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, tree)
+
+
+def projected(state: TrainState, transform: Transform | None) -> TrainState:
+    """``state`` with fresh buffers (:func:`own_copy`) and its params projected by
+    ``transform`` (its ``project``: pruning sets pruned weights to ``0.0``).
+
+    The training loops take a caller's state through this. Use it on a state whose
+    params were replaced by hand (a rewind) before giving it to a train step yourself.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from jaxcomp.prune import magnitude, pruning_transform
+        >>> t = pruning_transform(magnitude(0.5))
+        >>> s = create_state({"w": jnp.array([[1., -2.], [3., -4.]])}, {}, optax.sgd(0.1),
+        ...                  key=jax.random.key(0), transform=t)
+        >>> s = s._replace(comp_state=t.update(s.params, s.comp_state, step=0))
+        >>> projected(s, t).params["w"].tolist()
+        [[0.0, 0.0], [3.0, -4.0]]
+    """
+    state = own_copy(state)
+    return state._replace(params=project(transform, state.params, state.comp_state))

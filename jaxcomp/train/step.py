@@ -1,7 +1,9 @@
 """Jitted train and eval steps that take an optional compression transform.
 
-The forward pass sees ``transform.apply(params, comp_state)``; gradients flow
-to the raw params through it (straight-through where the transform says so).
+The forward pass sees ``transform.apply(params, comp_state)`` (its ``train_apply``
+where it has one: pruning's skips the mask, as the state keeps pruned weights at
+zero); gradients flow to the raw params through it (straight-through where the
+transform says so).
 Then ``transform.update`` runs on the same params and their gradients (new masks,
 observers, ...), and the optimizer runs with the new compression state as the
 optax extra arguments ``comp_state`` and ``prev_comp_state`` (an optimizer that
@@ -30,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcomp.core.transform import Transform, identity
+from jaxcomp.core.transform import Transform, identity, train_view
 from jaxcomp.flax.model import Model
 from jaxcomp.train.losses import correct, cross_entropy, per_example_nll
 from jaxcomp.train.state import TrainState
@@ -55,7 +57,7 @@ def train_step_fn(model: Model, tx: optax.GradientTransformation,
         rng = jax.random.fold_in(state.key, state.step)
 
         def objective(params):
-            eff = transform.apply(params, state.comp_state)
+            eff = train_view(transform, params, state.comp_state)
             logits, new_ms = model.apply(eff, state.model_state, batch["x"], train=True, rng=rng)
             loss, aux = loss_fn(logits, batch)
             return loss, (new_ms, aux)
