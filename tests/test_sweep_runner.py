@@ -149,9 +149,13 @@ def test_plans_static_parts_decide_the_group(tmp_path, monkeypatch):
     logs = []
     runner = SweepRunner(cfg, product({"toy.factor": [0.5, 2.0, 0.25, 3.0, 0.75]}),
                          str(tmp_path / "a"), progress=False, log=logs.append)
+    setups = []
+    setup = runner._setup
+    monkeypatch.setattr(runner, "_setup", lambda runs: setups.append(len(runs)) or setup(runs))
     s = runner.run()
     assert (s["vectorized"], s["sequential"]) == (5, 0)
     assert runner.compiles == 2  # one program per static part
+    assert setups == [5]  # the parts reuse what the whole group set up
     assert any("2 different static parts; split" in m for m in logs), logs
     recs = ResultStore(tmp_path / "a").records()
     groups = {}

@@ -36,9 +36,10 @@ from jaxcomp.train.state import create_state
 
 class SplitGroup(Exception):  # noqa: N818 (control flow, not an error)
     """A group's settings have plans with different static parts: ``parts`` are the
-    sub-groups (in the group's order) whose plans agree, each a group of its own."""
+    sub-groups (in the group's order) whose plans agree, each a group of its own, as
+    ``(runs, contexts, states)``: what was set up for them is not set up again."""
 
-    def __init__(self, parts: list[list[Any]]):
+    def __init__(self, parts: list[tuple[list[Any], list[RunContext], list[Any]]]):
         super().__init__(f"{len(parts)} sub-groups")
         self.parts = parts
 
@@ -47,8 +48,8 @@ class GroupTraining:
     """The vectorized-group half of the sweep runner (a mixin: it reads the runner's
     store, dataset cache, mesh, chunking options and progress bar)."""
 
-    def _contexts(self, runs: list[Any]) -> tuple[list[RunContext], list[Any], str]:
-        """Set up every run of a group; ``reason`` is empty when they can be vmapped."""
+    def _setup(self, runs: list[Any]) -> tuple[list[RunContext], list[Any], str]:
+        """Every run's context (plans installed) and initial state, or a reason to stop."""
         ctxs, states = [], []
         init_fn = None
         for run in runs:
@@ -68,11 +69,25 @@ class GroupTraining:
                 return ctxs, states, "the model has a model state (e.g. BatchNorm)"
             ctxs.append(ctx)
             states.append(state)
+        return ctxs, states, ""
+
+    def _contexts(self, runs: list[Any], built: tuple[list, list] | None = None
+                  ) -> tuple[list[RunContext], list[Any], str]:
+        """Set up every run of a group (``built``: the contexts and states a split group
+        made for them); ``reason`` is empty when they can be vmapped."""
+        if built is None:
+            ctxs, states, reason = self._setup(runs)
+            if reason:
+                return ctxs, states, reason
+        else:
+            ctxs, states = built
         statics = [plans_key(c) for c in ctxs]
         if len(set(statics)) > 1:
-            parts: dict[str, list[Any]] = {}
-            for run, key in zip(runs, statics, strict=True):
-                parts.setdefault(key, []).append(run)
+            parts: dict[str, tuple[list, list, list]] = {}
+            for run, ctx, state, key in zip(runs, ctxs, states, statics, strict=True):
+                for acc, v in zip(parts.setdefault(key, ([], [], [])), (run, ctx, state),
+                                  strict=True):
+                    acc.append(v)
             raise SplitGroup(list(parts.values()))
         sig = {tree_signature((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)}
         if len(sig) > 1:

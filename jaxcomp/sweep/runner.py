@@ -267,9 +267,11 @@ class SweepRunner(GroupTraining):
         counts = {"vectorized": 0, "sequential": 0, "diverged": 0, "error": 0}
         prog_cache: dict[str, VectorizedProgram] = {}
         queue = list(groups.items())
+        prebuilt: dict[str, tuple[list, list]] = {}  # a split group's parts, set up once
         try:
             while queue:
                 gk, runs = queue.pop(0)
+                built = prebuilt.pop(gk, None)
                 cfg = runs[0].config
                 reason = ""
                 if self.vectorize is False:
@@ -287,9 +289,11 @@ class SweepRunner(GroupTraining):
                 if not reason:
                     self._train_ids = None
                     try:
-                        ctxs, states, reason = self._contexts(runs)
+                        ctxs, states, reason = self._contexts(runs, built)
                     except SplitGroup as split:  # each part is a group of its own
-                        subs = [(f"{gk}.{i}", part) for i, part in enumerate(split.parts)]
+                        subs = [(f"{gk}.{i}", part[0]) for i, part in enumerate(split.parts)]
+                        prebuilt.update((k, part[1:]) for (k, _), part in
+                                        zip(subs, split.parts, strict=True))
                         self.log(f"sweep: group {gk}: its settings' plans have "
                                  f"{len(subs)} different static parts; split into groups "
                                  + ", ".join(f"{k} ({len(p)} run(s))" for k, p in subs))
