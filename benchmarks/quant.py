@@ -9,7 +9,9 @@
   (``quantize_module``) in a plain hand-written step against the same step on the
   fp32 module; the value is the faster of the two. Target ≤ 1.05. Beside it
   (``handwritten_floor_ratio``, no target): the same fake-quant written by hand in a
-  few lines with no jaxcomp code, over the plain step, in the same rounds.
+  few lines with no jaxcomp code, over the plain step, in the same rounds; and
+  ``qwix_ratio``: qwix's ``quantize_model`` (int8 weights and activations, dynamic
+  ranges) in the same plain step, when qwix is installed (``pip install -e .[bench]``).
 * ``qat_step_ratio_vs_qwix``: the same jaxcomp QAT step / qwix's QAT step
   (``QtProvider``, int8 weights and activations) on the same model. Target ≤ 1.0.
 * ``minmax_per_channel_ratio`` (no target): per-channel min/max of a 4096x4096 kernel,
@@ -214,8 +216,8 @@ def _handwritten_qat_step(tx, n_layers):
         upd, opt = tx.update(g, opt, p)
         return (optax.apply_updates(p, upd), opt, ranges), {"loss": loss}
 
-    zero = (jnp.zeros(()), jnp.zeros(()), jnp.zeros((), jnp.int32))
-    return jax.jit(step, donate_argnums=(0,)), [zero] * n_layers
+    ranges = [(jnp.zeros(()), jnp.zeros(()), jnp.zeros((), jnp.int32)) for _ in range(n_layers)]
+    return jax.jit(step, donate_argnums=(0,)), ranges
 
 
 def bench_qat_mlp() -> None:
@@ -243,7 +245,17 @@ def bench_qat_mlp() -> None:
         states[name] = (p, tx.init(p), jax.tree.map(jnp.copy, extra))
     steps["handwritten"], ranges = _handwritten_qat_step(tx, 3)
     p = jax.tree.map(jnp.copy, params)
-    states["handwritten"] = (p, tx.init(p), jax.tree.map(jnp.copy, ranges))
+    states["handwritten"] = (p, tx.init(p), ranges)
+    try:  # qwix's QAT module (int8 weights and activations) in the same plain step
+        import qwix
+
+        rule = qwix.QtRule(module_path=".*", weight_qtype=jnp.int8, act_qtype=jnp.int8)
+        steps["qwix"] = _plain_linen_step(qwix.quantize_model(MLP(), qwix.QtProvider([rule])),
+                                          tx)
+        p = jax.tree.map(jnp.copy, params)
+        states["qwix"] = (p, tx.init(p), {})
+    except ImportError as e:  # pragma: no cover - the bench extra is not installed
+        log("qwix not measured:", e)
     for name in steps:
         states[name], m = steps[name](states[name], batch)
         m["loss"].block_until_ready()
@@ -265,9 +277,12 @@ def bench_qat_mlp() -> None:
             "dropin": t["dropin"]["wall"] / t["fp32_plain"]["wall"]}
     best = min(cpu, key=cpu.get)
     floor = t["handwritten"]["cpu"] / t["fp32_plain"]["cpu"]
-    log("mlp step ms", ms_per, "cpu ratios", cpu, "wall ratios", wall, "floor", floor)
+    qwix_ratio = t["qwix"]["cpu"] / t["fp32_plain"]["cpu"] if "qwix" in t else None
+    log("mlp step ms", ms_per, "cpu ratios", cpu, "wall ratios", wall, "floor", floor,
+        "qwix", qwix_ratio)
     emit("qat_step_ratio_mlp", round(cpu[best], 4), "ratio", 1.05, path=best,
          handwritten_floor_ratio=round(floor, 4),
+         qwix_ratio=None if qwix_ratio is None else round(qwix_ratio, 4),
          cpu_ratios={k: round(v, 4) for k, v in cpu.items()},
          wall_ratios={k: round(v, 4) for k, v in wall.items()}, step_ms=ms_per,
          load_avg=[round(v, 2) for v in os.getloadavg()],
