@@ -20,7 +20,7 @@ regrowth needs them). A train state holds its params that way already:
 ``0.0`` from step to step, so the train step's forward uses the params as they are
 (``train_apply``), with no mask pass. ``apply`` (evaluation, export) masks. A state
 whose params were replaced by hand is projected again by
-:func:`~jaxcomp.train.state.projected` (or built with ``create_state``); under
+:func:`jaxcomp.train.projected` (or built with ``create_state``); under
 :func:`jaxcomp.core.checked` the train step checks it.
 
 Example:
@@ -79,8 +79,10 @@ def pruning_transform(pruner: Transform, *, seed: int = 0) -> PruningTransform:
     Returns:
       A transform: ``init`` runs the pruner's ``init``; ``update`` runs the pruner's
       ``update`` on the steps its gate opens (every step for accumulating scores);
-      ``apply`` zeroes pruned weights with a straight-through (dense) gradient. Train it
-      with :func:`pruning_optimizer` (or :func:`~jaxcomp.prune.masked_updates`).
+      ``apply`` zeroes pruned weights with a straight-through (dense) gradient;
+      ``project`` sets them to ``0.0`` (a train state's start) and ``train_apply`` is the
+      params as they are (checked under :func:`jaxcomp.core.checked`). Train it with
+      :func:`pruning_optimizer` (or :func:`~jaxcomp.prune.masked_updates`).
     """
     check_pruner("pruning_transform", pruner)
     seed = check_seed("pruning_transform", seed)
@@ -120,10 +122,10 @@ def pruning_transform(pruner: Transform, *, seed: int = 0) -> PruningTransform:
         masks = state["pruner"]["masks"]
         for p, w in paths.path_dict(params).items():
             if p in masks:
-                check_traced_zero(f"pruning_transform: params {p!r} at pruned positions "
-                                  "(a train state's params must be projected: build it with "
-                                  "create_state or pass it through jaxcomp.train.state."
-                                  "projected)", w, masks[p])
+                check_traced_zero(f"pruning_transform: params {p!r} hold pruned weights "
+                                  "that are not 0.0 (a train state's params must be "
+                                  "projected: build the state with create_state or pass it "
+                                  "through jaxcomp.train.projected)", w, masks[p])
         return params
 
     def update(params, state, *, step, grads=None, key=None):
