@@ -300,10 +300,11 @@ def test_fit_projects_a_given_state():
 
 
 def test_a_chain_skips_the_mask_only_where_pruning_sees_the_raw_params():
-    from jaxcomp.core.transform import named_chain, stateless, train_view
+    from jaxcomp.core.transform import forward_fn, named_chain, stateless
     from jaxcomp.quant import weight_quant
 
     t = pruning_transform(magnitude(0.5))
+    tx = pruning_optimizer(optax.sgd(0.1), t)
     first = named_chain(("prune", t), ("quant", weight_quant(8)))
     assert first.project is not None and first.train_apply is not None
     double = stateless(lambda p: jax.tree.map(lambda w: 2 * w, p))
@@ -313,8 +314,37 @@ def test_a_chain_skips_the_mask_only_where_pruning_sees_the_raw_params():
     s = first.init(w)
     s = first.update(w, s, step=0)
     p = first.project(w, s)
-    np.testing.assert_array_equal(np.asarray(train_view(first, p, s)["w"]),
+    np.testing.assert_array_equal(np.asarray(forward_fn(first, tx)(p, s)["w"]),
                                   np.asarray(first.apply(w, s)["w"]))
     s2 = later.update(w, later.init(w), step=0)
-    np.testing.assert_array_equal(np.asarray(train_view(later, w, s2)["w"]),
+    np.testing.assert_array_equal(np.asarray(forward_fn(later, tx)(w, s2)["w"]),
                                   np.asarray(later.apply(w, s2)["w"]))
+
+
+def test_the_mask_stays_unless_the_optimizer_keeps_pruned_weights_at_zero():
+    """A pruning transform trained with an optimizer that does not mask (plain optax, or
+    the masked one wrapped in another optax wrapper) keeps the forward mask: the pruned
+    weights drift under dense updates, and the forward still sees them at zero."""
+    from jaxcomp.core.transform import forward_fn
+
+    t = pruning_transform(magnitude(0.5))
+    marked = pruning_optimizer(optax.sgd(0.1), t)
+    assert forward_fn(t, marked) is t.train_apply
+    for tx in (optax.sgd(0.1), optax.apply_if_finite(marked, 2), None):
+        assert forward_fn(t, tx) is t.apply
+    model = get_model("mlp", input_shape=(D,), num_classes=K, features=(16,))
+    params, _ = model.init(jax.random.key(0), X[:1])
+    tx = optax.sgd(0.1)
+    state = create_state(jax.tree.map(jnp.copy, params), {}, tx, key=jax.random.key(3),
+                         transform=t)
+    step = make_train_step(model, tx, t)
+    for i in range(2):
+        state, m = step(state, {"x": X[8 * i:8 * i + 8], "y": Y[8 * i:8 * i + 8]})
+    assert any(np.any(v != 0.0) for v in _pruned(state).values())  # dense updates
+    eff = t.apply(state.params, state.comp_state)
+    logits, _ = model.apply(eff, {}, X[16:24])
+    ref, _ = model.apply(state.params, {}, X[16:24])
+    assert not np.allclose(np.asarray(logits), np.asarray(ref))  # the mask matters here
+    _, m2 = make_train_step(model, tx, t, donate=False)(state, {"x": X[16:24], "y": Y[16:24]})
+    want = optax.softmax_cross_entropy_with_integer_labels(logits, Y[16:24]).mean()
+    np.testing.assert_allclose(float(m2["loss"]), float(want), rtol=1e-6)

@@ -13,9 +13,11 @@ Two optional fields let a transform skip work that training keeps true by itself
 * ``project(params, state) -> params``: the params a train state starts from
   (:func:`jaxcomp.train.create_state` and the training loops apply it; pruning sets
   pruned weights to ``0.0``);
-* ``train_apply(params, state) -> params``: what the train step's forward pass sees,
-  given projected params (pruning: the params themselves, as its optimizer keeps
-  pruned weights at exactly zero; no mask pass per step). ``None``: ``apply``.
+* ``train_apply(params, state) -> params``: what the train step's forward pass sees
+  when its optimizer keeps the projection after every update (pruning: the params
+  themselves, as :func:`jaxcomp.prune.masked_updates` keeps pruned weights at exactly
+  zero; no mask pass per step). Otherwise, or when ``None``: ``apply``
+  (:func:`forward_fn` decides).
 
 Example:
     >>> import jax.numpy as jnp
@@ -53,17 +55,22 @@ class Transform(NamedTuple):
     project: Callable[[PyTree, PyTree], PyTree] | None = None
 
 
-def train_view(transform: Transform, params: PyTree, state: PyTree) -> PyTree:
-    """The params the train step's forward pass sees: ``train_apply``, else ``apply``.
+def forward_fn(transform: Transform, tx: Any = None) -> Callable[[PyTree, PyTree], PyTree]:
+    """What a train step's forward pass applies: ``transform.train_apply`` when the
+    optimizer ``tx`` keeps the transform's projection after every update (its class says
+    ``keeps_projection = True``, as :func:`jaxcomp.prune.masked_updates` does), else
+    ``transform.apply``.
 
     Example:
         >>> import jax.numpy as jnp
         >>> t = stateless(lambda p: {k: 2 * v for k, v in p.items()})
-        >>> float(train_view(t, {"w": jnp.ones(())}, t.init({}))["w"])
+        >>> float(forward_fn(t)({"w": jnp.ones(())}, t.init({}))["w"])
         2.0
     """
-    fn = getattr(transform, "train_apply", None) or transform.apply
-    return fn(params, state)
+    fast = getattr(transform, "train_apply", None)
+    if fast is not None and getattr(tx, "keeps_projection", False):
+        return fast
+    return transform.apply
 
 
 def project(transform: Transform | None, params: PyTree, state: PyTree) -> PyTree:
@@ -198,7 +205,7 @@ def named_chain(*named: tuple[str, Transform], _as_tuple: bool = False) -> Trans
     def train_apply(params, state):
         check("chain.apply", state)
         states = unpack(state)
-        params = train_view(first, params, states[0])
+        params = (first.train_apply or first.apply)(params, states[0])
         for t, s in zip(ts[1:], states[1:], strict=True):
             params = t.apply(params, s)
         return params

@@ -49,7 +49,7 @@ from jaxcomp.engine.mesh import evaluate_on_mesh, mesh_programs
 from jaxcomp.engine.settings import stack
 from jaxcomp.flax.model import Model
 from jaxcomp.train.loop import init_state
-from jaxcomp.train.state import TrainState
+from jaxcomp.train.state import TrainState, reproject
 from jaxcomp.train.step import LossFn
 
 
@@ -86,7 +86,9 @@ def init_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation, *,
     def init_all():
         def one(seed, setting):
             st = init_state(model, ds, tx, seed=seed, transform=transform)
-            return apply_setting(st, setting) if apply_setting is not None else st
+            if apply_setting is None:
+                return st
+            return reproject(apply_setting(st, setting), transform)  # it may write masks
 
         return jax.vmap(one)(jnp.asarray(seeds), jax.tree.map(jnp.asarray, settings_np))
 
@@ -132,6 +134,9 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
     if loss_state is not None and _num_settings(loss_state) != s:
         raise ConfigError(f"sweep.loss_state: leading axis {_num_settings(loss_state)} "
                           f"does not match the {s} stacked settings")
+    if getattr(transform, "project", None) is not None:  # each setting's params projected
+        state = state._replace(params=jax.vmap(transform.project)(state.params,
+                                                                  state.comp_state))
     progs = mesh_programs(model, tx, batch_size, transform, loss_fn, mesh,
                           stacked_shardings(mesh, state), True)
     return run(progs, state, ds, epochs=epochs, seeds=data_seed, stream=True,

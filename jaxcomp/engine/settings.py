@@ -41,7 +41,7 @@ from jaxcomp.engine.loop import FitResult, OnEpoch, check_run_args, check_schedu
 from jaxcomp.engine.programs import Augment, Programs
 from jaxcomp.flax.model import Model
 from jaxcomp.train.loop import init_state
-from jaxcomp.train.state import TrainState
+from jaxcomp.train.state import TrainState, reproject
 from jaxcomp.train.step import LossFn
 
 
@@ -113,8 +113,9 @@ def train_settings(model: Model, ds: Dataset, tx: optax.GradientTransformation, 
     states = []
     for i, seed in enumerate(seeds):
         st = init_state(model, ds, tx, seed=seed, transform=transform)
-        if apply_setting is not None:
-            st = apply_setting(st, jax.tree.map(lambda x, i=i: jnp.asarray(x)[i], settings))
+        if apply_setting is not None:  # it may write masks: params projected again
+            st = reproject(apply_setting(st, jax.tree.map(lambda x, i=i: jnp.asarray(x)[i],
+                                                          settings)), transform)
         states.append(st)
     progs = Programs(model, tx, batch_size=batch_size, transform=transform, loss_fn=loss_fn,
                      augment=augment, mesh=mesh, stacked=True)

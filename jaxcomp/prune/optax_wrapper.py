@@ -123,6 +123,16 @@ class MaskedUpdatesState(NamedTuple):
     inner: Any
 
 
+class MaskedUpdates(optax.GradientTransformationExtraArgs):
+    """The optimizer :func:`masked_updates` makes. After each of its updates every weight
+    its masks prune is exactly ``0.0`` (``keeps_projection``), so a train step may skip the
+    pruning transform's forward mask (:func:`jaxcomp.core.transform.forward_fn`); an
+    optimizer wrapped around it is not marked and the step masks."""
+
+    __slots__ = ()
+    keeps_projection = True
+
+
 def masked_updates(tx: optax.GradientTransformation, *, never_regrows: bool = False,
                    reset_moments: bool = True, prefix: str = ""
                    ) -> optax.GradientTransformationExtraArgs:
@@ -177,7 +187,7 @@ def masked_updates(tx: optax.GradientTransformation, *, never_regrows: bool = Fa
                                  **extra)
         return u, MaskedUpdatesState(inner)
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    return MaskedUpdates(init, update)
 
 
 def check_optax(what: str, tx: Any) -> None:

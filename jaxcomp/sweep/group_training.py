@@ -51,7 +51,7 @@ class GroupTraining:
     def _setup(self, runs: list[Any]) -> tuple[list[RunContext], list[Any], str]:
         """Every run's context (plans installed) and initial state, or a reason to stop."""
         ctxs, states = [], []
-        init_fn = None
+        init_fns: dict[str, Any] = {}  # one compile per static part (its plans' model)
         for run in runs:
             cfg = run.config
             ds = self._dataset(cfg)
@@ -60,10 +60,11 @@ class GroupTraining:
             if ctx.extra_batch is not None:
                 return ctxs, states, "a family feeds per-batch data from Python (extra_batch)"
             tx = ctx.make_optimizer()
-            if init_fn is None:  # one compile for the group instead of eager op-by-op init
-                init_fn = jax.jit(ctx.model.init)
+            part = plans_key(ctx)
+            if part not in init_fns:  # instead of eager op-by-op init
+                init_fns[part] = jax.jit(ctx.model.init)
             init_key, run_key = jax.random.split(jax.random.key(cfg.seed))
-            params, ms = init_fn(init_key, jnp.asarray(ds.x_train[:1]))
+            params, ms = init_fns[part](init_key, jnp.asarray(ds.x_train[:1]))
             state = create_state(params, ms, tx, key=run_key, transform=ctx.transform)
             if jax.tree.leaves(state.model_state):
                 return ctxs, states, "the model has a model state (e.g. BatchNorm)"

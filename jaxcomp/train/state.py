@@ -77,5 +77,10 @@ def projected(state: TrainState, transform: Transform | None) -> TrainState:
         >>> projected(s, t).params["w"].tolist()
         [[0.0, 0.0], [3.0, -4.0]]
     """
-    state = own_copy(state)
+    return reproject(own_copy(state), transform)
+
+
+def reproject(state: TrainState, transform: Transform | None) -> TrainState:
+    """``state`` with its params projected by ``transform`` (no copy of the rest); for a
+    state whose comp state or params were just written (a setting applied)."""
     return state._replace(params=project(transform, state.params, state.comp_state))

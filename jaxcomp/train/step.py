@@ -1,9 +1,9 @@
 """Jitted train and eval steps that take an optional compression transform.
 
 The forward pass sees ``transform.apply(params, comp_state)`` (its ``train_apply``
-where it has one: pruning's skips the mask, as the state keeps pruned weights at
-zero); gradients flow to the raw params through it (straight-through where the
-transform says so).
+where it has one and the optimizer keeps its projection: pruning's skips the mask,
+as ``masked_updates`` keeps pruned weights at zero); gradients flow to the raw params
+through it (straight-through where the transform says so).
 Then ``transform.update`` runs on the same params and their gradients (new masks,
 observers, ...), and the optimizer runs with the new compression state as the
 optax extra arguments ``comp_state`` and ``prev_comp_state`` (an optimizer that
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcomp.core.transform import Transform, identity, train_view
+from jaxcomp.core.transform import Transform, forward_fn, identity
 from jaxcomp.flax.model import Model
 from jaxcomp.train.losses import correct, cross_entropy, per_example_nll
 from jaxcomp.train.state import TrainState
@@ -52,12 +52,13 @@ def train_step_fn(model: Model, tx: optax.GradientTransformation,
     """The un-jitted step ``(state, batch) -> (state, metrics)`` (for ``lax.scan`` or ``vmap``)."""
     transform = transform or identity()
     loss_fn = loss_fn or default_loss
+    forward = forward_fn(transform, tx)
 
     def step(state: TrainState, batch: Batch):
         rng = jax.random.fold_in(state.key, state.step)
 
         def objective(params):
-            eff = train_view(transform, params, state.comp_state)
+            eff = forward(params, state.comp_state)
             logits, new_ms = model.apply(eff, state.model_state, batch["x"], train=True, rng=rng)
             loss, aux = loss_fn(logits, batch)
             return loss, (new_ms, aux)
