@@ -148,23 +148,33 @@ def bench_qat() -> None:
         emit("qat_step_ratio_vs_qwix", None, "ratio", 1.0, ok=False, reason=reason)
 
 
-def _plain_linen_step(module, tx):
-    """A user's plain linen step: params + ``quant_stats`` carried like batch_stats."""
+def _plain_step(forward, tx):
+    """A user's plain step over ``(params, opt_state, extra)``: ``forward(params, extra, x)``
+    gives ``(logits, new extra)`` (quant_stats, activation ranges: carried like
+    batch_stats)."""
     def loss_fn(p, extra, x, y):
-        if extra:
-            logits, upd = module.apply({"params": p, **extra}, x, mutable=list(extra))
-        else:
-            logits, upd = module.apply({"params": p}, x), {}
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd
+        logits, extra = forward(p, extra, x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), extra
 
     def step(state, batch):
         p, opt, extra = state
         (loss, extra), g = jax.value_and_grad(loss_fn, has_aux=True)(p, extra, batch["x"],
                                                                      batch["y"])
         upd, opt = tx.update(g, opt, p)
-        return (optax.apply_updates(p, upd), opt, dict(extra)), {"loss": loss}
+        return (optax.apply_updates(p, upd), opt, extra), {"loss": loss}
 
     return jax.jit(step, donate_argnums=(0,))
+
+
+def _plain_linen_step(module, tx):
+    """A user's plain linen step: params + ``quant_stats`` carried like batch_stats."""
+    def forward(p, extra, x):
+        if extra:
+            logits, upd = module.apply({"params": p, **extra}, x, mutable=list(extra))
+            return logits, dict(upd)
+        return module.apply({"params": p}, x), {}
+
+    return _plain_step(forward, tx)
 
 
 def _handwritten_qat_step(tx, n_layers):
@@ -205,19 +215,8 @@ def _handwritten_qat_step(tx, n_layers):
             x = jax.nn.relu(x) if i < n_layers - 1 else x
         return x, new
 
-    def loss_fn(p, ranges, x, y):
-        logits, new = forward(p, ranges, x)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new
-
-    def step(state, batch):
-        p, opt, ranges = state
-        (loss, ranges), g = jax.value_and_grad(loss_fn, has_aux=True)(p, ranges, batch["x"],
-                                                                      batch["y"])
-        upd, opt = tx.update(g, opt, p)
-        return (optax.apply_updates(p, upd), opt, ranges), {"loss": loss}
-
     ranges = [(jnp.zeros(()), jnp.zeros(()), jnp.zeros((), jnp.int32)) for _ in range(n_layers)]
-    return jax.jit(step, donate_argnums=(0,)), ranges
+    return _plain_step(forward, tx), ranges
 
 
 def bench_qat_mlp() -> None:

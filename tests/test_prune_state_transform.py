@@ -220,6 +220,18 @@ def _sparse_from_init():
     return pruning_transform(magnitude(0.5), seed=1)
 
 
+def _projected_start():
+    """``(model, params, t, tx, state)``: a sparse-from-init pruning run's start, built by
+    create_state from a copy of ``params`` (which stay dense)."""
+    model = get_model("mlp", input_shape=(D,), num_classes=K, features=(16,))
+    params, _ = model.init(jax.random.key(0), X[:1])
+    t = _sparse_from_init()
+    tx = pruning_optimizer(optax.adam(0.05), t)
+    state = create_state(jax.tree.map(jnp.copy, params), {}, tx, key=jax.random.key(3),
+                         transform=t)
+    return model, params, t, tx, state
+
+
 def _pruned(state):
     by_path = paths.path_dict(state.params)
     return {p: np.asarray(by_path[p])[~np.asarray(m)] for p, m in
@@ -231,14 +243,9 @@ def test_the_train_forward_skips_the_mask_on_a_projected_state(use_jit):
     """create_state zeroes pruned weights (the caller's params stay dense); the train
     step's forward then uses the params as they are, with the numbers of a forward that
     masks every step (the same transform without train_apply)."""
-    model = get_model("mlp", input_shape=(D,), num_classes=K, features=(16,))
-    params, _ = model.init(jax.random.key(0), X[:1])
-    t = _sparse_from_init()
+    model, params, t, tx, start = _projected_start()
     masking = Transform(t.init, t.apply, t.update)  # masks in every forward
     assert t.train_apply is not None and masking.train_apply is None
-    tx = pruning_optimizer(optax.adam(0.05), t)
-    start = create_state(jax.tree.map(jnp.copy, params), {}, tx, key=jax.random.key(3),
-                         transform=t)
     pruned = _pruned(start)
     assert sum(v.size for v in pruned.values()) > 0
     assert all(np.all(v == 0.0) for v in pruned.values())
@@ -262,12 +269,7 @@ def test_a_hand_replaced_state_is_found_by_checked_mode_and_mended_by_projected(
     import jaxcomp as jc
     from jaxcomp.train import projected
 
-    model = get_model("mlp", input_shape=(D,), num_classes=K, features=(16,))
-    params, _ = model.init(jax.random.key(0), X[:1])
-    t = _sparse_from_init()
-    tx = pruning_optimizer(optax.adam(0.05), t)
-    state = create_state(jax.tree.map(jnp.copy, params), {}, tx, key=jax.random.key(3),
-                         transform=t)
+    model, params, t, tx, state = _projected_start()
     rewound = state._replace(params=jax.tree.map(jnp.copy, params))  # dense, by hand
     step = jc.core.checked(make_train_step(model, tx, t, donate=False))
     batch = {"x": X[:8], "y": Y[:8]}
@@ -284,12 +286,7 @@ def test_a_hand_replaced_state_is_found_by_checked_mode_and_mended_by_projected(
 def test_fit_projects_a_given_state():
     """fit(state=...) trains a hand-built state as create_state would have built it."""
     ds = synthetic(num_train=64, num_test=32, shape=(D,), num_classes=K)
-    model = get_model("mlp", input_shape=(D,), num_classes=K, features=(16,))
-    params, _ = model.init(jax.random.key(0), X[:1])
-    t = _sparse_from_init()
-    tx = pruning_optimizer(optax.adam(0.05), t)
-    built = create_state(jax.tree.map(jnp.copy, params), {}, tx, key=jax.random.key(3),
-                         transform=t)
+    model, params, t, tx, built = _projected_start()
     by_hand = built._replace(params=jax.tree.map(jnp.copy, params))
     runs = [fit(model, ds, tx, state=s, epochs=1, batch_size=16, transform=t, progress=False)
             for s in (built, by_hand)]

@@ -135,8 +135,7 @@ def fit_stacked(model: Model, ds: Dataset, tx: optax.GradientTransformation,
         raise ConfigError(f"sweep.loss_state: leading axis {_num_settings(loss_state)} "
                           f"does not match the {s} stacked settings")
     if getattr(transform, "project", None) is not None:  # each setting's params projected
-        state = state._replace(params=jax.vmap(transform.project)(state.params,
-                                                                  state.comp_state))
+        state = jax.vmap(lambda st: reproject(st, transform))(state)
     progs = mesh_programs(model, tx, batch_size, transform, loss_fn, mesh,
                           stacked_shardings(mesh, state), True)
     return run(progs, state, ds, epochs=epochs, seeds=data_seed, stream=True,

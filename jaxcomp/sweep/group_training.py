@@ -84,12 +84,11 @@ class GroupTraining:
             ctxs, states = built
         statics = [plans_key(c) for c in ctxs]
         if len(set(statics)) > 1:
-            parts: dict[str, tuple[list, list, list]] = {}
-            for run, ctx, state, key in zip(runs, ctxs, states, statics, strict=True):
-                for acc, v in zip(parts.setdefault(key, ([], [], [])), (run, ctx, state),
-                                  strict=True):
-                    acc.append(v)
-            raise SplitGroup(list(parts.values()))
+            parts: dict[str, list[int]] = {}
+            for i, key in enumerate(statics):
+                parts.setdefault(key, []).append(i)
+            raise SplitGroup([([runs[i] for i in ix], [ctxs[i] for i in ix],
+                               [states[i] for i in ix]) for ix in parts.values()])
         sig = {tree_signature((s, c.loss_state)) for s, c in zip(states, ctxs, strict=True)}
         if len(sig) > 1:
             return ctxs, states, "settings build states of different structure"
